@@ -1,0 +1,67 @@
+"""Bad input stops the playbook before anything starts, with a message naming the thing and the fix."""
+
+from __future__ import annotations
+
+import socket
+
+from conftest import needs_docker, project_containers, run_playbook
+
+# A project name of its own, so a running ci/dev stack is neither used nor disturbed.
+PROJECT = "cmxbadinput"
+COMMON = ["-i", "inventories/ci", "dev.yml", "-e", f"cmx_project_name={PROJECT}",
+          "-e", f"cmx_project_dir=/tmp/{PROJECT}"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@needs_docker
+def test_taken_port_stops_in_preflight_naming_port_service_and_variable():
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        ports = [f"cmx_{name}_port={free_port()}" for name in ("pgbouncer", "redis", "s3", "s3_console",
+                                                               "redis_commander")]
+        extra = [arg for pair in ports for arg in ("-e", pair)]
+        result = run_playbook(*COMMON, "-e", f"cmx_postgres_port={port}", *extra)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"port {port}" in output
+    assert "postgres" in output
+    assert "cmx_postgres_port" in output
+    assert "preflight" in output
+    assert project_containers(PROJECT) == []
+
+
+@needs_docker
+def test_unknown_storage_engine_is_rejected_by_the_argument_spec():
+    result = run_playbook(*COMMON, "-e", "cmx_storage_engine=ceph")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "cmx_storage_engine" in output
+    assert "seaweedfs" in output and "minio" in output
+    assert project_containers(PROJECT) == []
+
+
+@needs_docker
+def test_image_that_cannot_be_pulled_names_the_image_source_hint():
+    result = run_playbook(*COMMON, "--tags", "images", "-e", "cmx_image_source=pull",
+                          "-e", "cmx_redis_image=cmx-test.invalid/redis:never", timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "cmx-test.invalid/redis:never" in output
+    assert "cmx_image_source" in output
+    assert project_containers(PROJECT) == []
+
+
+def test_missing_docker_engine_gives_one_clear_message():
+    result = run_playbook(*COMMON, "--tags", "preflight", "-e", "cmx_docker_install=never",
+                          env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "Docker is not ready" in output
+    assert "cmx_docker_install" in output

@@ -1,0 +1,372 @@
+#!/usr/bin/python
+# Copyright: CleanMateX
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: cmx_wait_healthy
+short_description: Wait until PostgreSQL, PgBouncer, Redis, S3 and HTTP services answer
+description:
+  - Probes every listed service in parallel, every O(interval) seconds, until each has answered once,
+    or O(timeout) seconds pass. A service that came up is not probed again.
+  - "Probes: C(postgres) connect + C(SELECT 1) (direct or through PgBouncer; psycopg2 or psycopg 3);
+    C(redis) AUTH + PING over raw RESP; C(s3) the engine health endpoint and an authenticated,
+    SigV4-signed C(HEAD /<bucket>); C(http) status code in O(services[].expected_status); C(tcp) connect."
+  - On timeout the module fails naming each service still down, its last error and the last
+    O(log_lines) lines of its container log (C(docker logs --tail 2N --timestamps <container>), stdout and
+    stderr merged in time order).
+  - Never changes anything (C(changed=false)).
+version_added: "0.1.0"
+author: CleanMateX DevOps
+options:
+  services:
+    description: The services to wait for.
+    type: list
+    elements: dict
+    required: true
+    suboptions:
+      name:
+        description: Name used in results and messages.
+        type: str
+        required: true
+      type:
+        description: Probe type.
+        type: str
+        required: true
+        choices: [postgres, redis, s3, http, tcp]
+      dsn:
+        description: PostgreSQL URL or key=value DSN. Discrete options below override its parts.
+        type: str
+      url:
+        description:
+          - V(redis) C(redis://[:password@]host:port/db); V(http) the URL to GET;
+            V(s3) alias of O(services[].endpoint).
+        type: str
+      host:
+        description: Host (postgres, redis, tcp).
+        type: str
+      port:
+        description: Port (postgres, redis, tcp).
+        type: int
+      user:
+        description: PostgreSQL user, or Redis ACL user name.
+        type: str
+      password:
+        description: PostgreSQL or Redis password.
+        type: str
+      dbname:
+        description: PostgreSQL database.
+        type: str
+      sslmode:
+        description: PostgreSQL sslmode (applied only when the DSN sets none).
+        type: str
+        default: disable
+      endpoint:
+        description: S3 endpoint, C(http://host:port).
+        type: str
+      health_path:
+        description:
+          - S3 engine health path (SeaweedFS C(/healthz), MinIO C(/minio/health/live)); empty skips it.
+        type: str
+        default: /healthz
+      bucket:
+        description: S3 bucket for the signed C(HEAD); needs the keys.
+        type: str
+      access_key:
+        description: S3 access key.
+        type: str
+      secret_key:
+        description: S3 secret key.
+        type: str
+      region:
+        description: S3 signing region.
+        type: str
+        default: us-east-1
+      expected_status:
+        description: Accepted HTTP status codes (http).
+        type: list
+        elements: int
+        default: [200]
+      method:
+        description: HTTP method (http).
+        type: str
+        default: GET
+        choices: [GET, HEAD]
+      headers:
+        description: Extra HTTP request headers (http), e.g. a Supabase C(apikey).
+        type: dict
+      container:
+        description: Container whose log tail is shown when this service never comes up.
+        type: str
+  timeout:
+    description: Seconds to wait for all services.
+    type: float
+    default: 120
+  interval:
+    description:
+      - Seconds between probe rounds; keep it at or below 0.5 so readiness is noticed within a second.
+    type: float
+    default: 0.5
+  probe_timeout:
+    description: Seconds one probe may take (capped by the time left).
+    type: float
+    default: 2
+  log_lines:
+    description: Container log lines shown per failed service.
+    type: int
+    default: 20
+attributes:
+  check_mode:
+    support: full
+    details:
+      - In check mode every service is probed B(once) and reported; the module never fails for a service
+        that is down (in a check run the stack may not have been started) and sets RV(would_wait).
+  diff_mode:
+    support: none
+notes:
+  - Passwords, DSNs, secret keys and headers are C(no_log); error texts never contain them.
+"""
+
+EXAMPLES = r"""
+- name: Wait for the stack
+  cleanmatex.infra.cmx_wait_healthy:
+    timeout: 120
+    services:
+      - name: postgres
+        type: postgres
+        host: 127.0.0.1
+        port: "{{ cmx_postgres_port }}"
+        user: "{{ cmx_postgres_user }}"
+        password: "{{ cmx_postgres_password }}"
+        dbname: "{{ cmx_postgres_db }}"
+        container: cmx-postgres
+      - name: pgbouncer
+        type: postgres
+        dsn: "postgresql://{{ cmx_postgres_user }}@127.0.0.1:{{ cmx_pgbouncer_port }}/{{ cmx_postgres_db }}"
+        password: "{{ cmx_postgres_password }}"
+        container: cmx-pgbouncer
+      - name: redis
+        type: redis
+        host: 127.0.0.1
+        port: "{{ cmx_redis_port }}"
+        password: "{{ cmx_redis_password | default(omit, true) }}"
+        container: cmx-redis
+      - name: storage
+        type: s3
+        endpoint: "http://127.0.0.1:{{ cmx_s3_port }}"
+        bucket: "{{ cmx_s3_bucket }}"
+        access_key: "{{ cmx_s3_access_key }}"
+        secret_key: "{{ cmx_s3_secret_key }}"
+        container: cmx-seaweedfs
+      - name: health
+        type: http
+        url: "http://127.0.0.1:{{ cmx_health_port }}/health"
+        expected_status: [200]
+        container: cmx-health
+
+- name: What is up right now (never fails in check mode)
+  cleanmatex.infra.cmx_wait_healthy:
+    services: [{name: redis, type: redis, host: 127.0.0.1, port: 6379}]
+  check_mode: true
+  register: now
+"""
+
+RETURN = r"""
+services:
+  description: Per service, keyed by name, in input order.
+  returned: always
+  type: dict
+  contains:
+    status:
+      description: "V(up) or V(down) after the last attempt."
+      type: str
+      returned: always
+    latency_ms:
+      description: "Latency of the last attempt in ms (0.1 precision)."
+      type: float
+      returned: always
+    attempts:
+      description: "Probes made."
+      type: int
+      returned: always
+    error:
+      description: "Last error, null when up."
+      type: str
+      returned: always
+    ready_after_s:
+      description: "Seconds from the start until it answered, null when never."
+      type: float
+      returned: always
+    type:
+      description: "Probe type."
+      type: str
+      returned: always
+    container:
+      description: "Container name, if given."
+      type: str
+      returned: always
+    log_tail:
+      description: "Last container log lines (only for services still down at a timeout)."
+      type: list
+      elements: str
+      returned: on failure with a container
+  sample:
+    redis: {status: up, latency_ms: 0.6, attempts: 3, error: null, ready_after_s: 1.02, type: redis,
+            container: cmx-redis}
+elapsed:
+  description: Seconds spent waiting.
+  returned: always
+  type: float
+all_up:
+  description: True when every service answered.
+  returned: always
+  type: bool
+down:
+  description: Names of the services still down.
+  returned: always
+  type: list
+  elements: str
+would_wait:
+  description: Check mode only - the services a real run would still wait for.
+  returned: in check mode
+  type: list
+  elements: str
+"""
+
+import re
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.cleanmatex.infra.plugins.module_utils import probes
+from ansible_collections.cleanmatex.infra.plugins.module_utils.health_report import wait_until_up
+
+_REQUIRED = {
+    "postgres": (("dsn", "host"), "dsn or host"),
+    "redis": (("url", "host"), "url or host"),
+    "s3": (("endpoint", "url"), "endpoint"),
+    "http": (("url",), "url"),
+    "tcp": (("host",), "host and port"),
+}
+_TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z?)\s?(.*)$")
+
+
+def _validate(module, services):
+    seen = set()
+    for svc in services:
+        name, kind = svc["name"], svc["type"]
+        if name in seen:
+            module.fail_json(msg=f"service name {name!r} is listed twice")
+        seen.add(name)
+        keys, what = _REQUIRED[kind]
+        if not any(svc.get(k) for k in keys) or (kind == "tcp" and not svc.get("port")):
+            module.fail_json(msg=f"service {name!r} (type {kind}) needs {what}")
+
+
+def container_log_tail(module, container, lines):
+    """Last ``lines`` lines of a container's stdout+stderr, merged in time order."""
+    docker = module.get_bin_path("docker")
+    if not docker:
+        return ["(docker CLI not found: no container log)"]
+    # docker's --tail counts lines in log-file order, which can differ from time order across stdout and
+    # stderr: fetch twice as many, merge by timestamp, keep the newest ``lines``.
+    rc, out, err = module.run_command([docker, "logs", "--tail", str(lines * 2), "--timestamps", container])
+    if rc != 0:
+        return [f"(docker logs {container} failed: {(err or out).strip()[:300]})"]
+    stamped = []
+    for stream, text in ((0, out), (1, err)):
+        for i, line in enumerate(text.splitlines()):
+            m = _TS.match(line)
+            stamped.append((m.group(1) if m else "", stream, i, m.group(2) if m else line))
+    stamped.sort()
+    return [text for _, _, _, text in stamped][-lines:]
+
+
+def main():
+    service_opts = dict(
+        name=dict(type="str", required=True),
+        type=dict(type="str", required=True, choices=["postgres", "redis", "s3", "http", "tcp"]),
+        dsn=dict(type="str", no_log=True),
+        url=dict(type="str"),
+        host=dict(type="str"),
+        port=dict(type="int"),
+        user=dict(type="str"),
+        password=dict(type="str", no_log=True),
+        dbname=dict(type="str"),
+        sslmode=dict(type="str", default="disable"),
+        endpoint=dict(type="str"),
+        health_path=dict(type="str", default="/healthz"),
+        bucket=dict(type="str"),
+        access_key=dict(type="str", no_log=False),
+        secret_key=dict(type="str", no_log=True),
+        region=dict(type="str", default="us-east-1"),
+        expected_status=dict(type="list", elements="int", default=[200]),
+        method=dict(type="str", default="GET", choices=["GET", "HEAD"]),
+        headers=dict(type="dict", no_log=True),
+        container=dict(type="str"),
+    )
+    module = AnsibleModule(
+        argument_spec=dict(
+            services=dict(type="list", elements="dict", required=True, options=service_opts),
+            timeout=dict(type="float", default=120),
+            interval=dict(type="float", default=0.5),
+            probe_timeout=dict(type="float", default=2),
+            log_lines=dict(type="int", default=20),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    services = p["services"]
+    _validate(module, services)
+    if p["interval"] <= 0 or p["probe_timeout"] <= 0 or p["timeout"] < 0:
+        module.fail_json(msg="interval and probe_timeout must be > 0, timeout >= 0")
+
+    fns = {}
+    for svc in services:
+        spec = dict(svc)
+        if spec["type"] == "s3" and not spec.get("endpoint"):
+            spec["endpoint"] = spec.get("url")
+        if spec["type"] == "s3" and spec.get("health_path") == "":
+            spec["health_path"] = None
+        fns[svc["name"]] = probes.make_probe(spec)
+
+    all_up, states, elapsed = wait_until_up(
+        fns,
+        timeout=p["timeout"],
+        interval=p["interval"],
+        probe_timeout=p["probe_timeout"],
+        once=module.check_mode,
+    )
+    for svc in services:
+        states[svc["name"]]["type"] = svc["type"]
+        states[svc["name"]]["container"] = svc.get("container")
+    down = [name for name, st in states.items() if st["status"] != probes.UP]
+    result = dict(changed=False, services=states, elapsed=elapsed, all_up=all_up, down=down)
+
+    if module.check_mode:
+        result["would_wait"] = down
+        module.exit_json(**result)
+    if all_up:
+        module.exit_json(**result)
+
+    parts = []
+    for svc in services:
+        st = states[svc["name"]]
+        if st["status"] == probes.UP:
+            continue
+        text = (
+            f"- {svc['name']} ({svc['type']}): down after {st['attempts']} attempt(s); "
+            f"last error: {st['error']}"
+        )
+        if svc.get("container"):
+            tail = container_log_tail(module, svc["container"], p["log_lines"])
+            st["log_tail"] = tail
+            text += f"\n  last {p['log_lines']} log lines of container {svc['container']}:\n"
+            text += "\n".join("    | " + line for line in tail) if tail else "    (empty log)"
+        parts.append(text)
+    msg = f"Timed out after {p['timeout']:g} s waiting for {len(down)} service(s): {', '.join(down)}\n"
+    module.fail_json(msg=msg + "\n".join(parts), **result)
+
+
+if __name__ == "__main__":
+    main()

@@ -15,6 +15,13 @@ INVENTORY = Path(os.environ.get("CMX_INVENTORY", Path(__file__).parents[3] / "in
 PROJECT_DIR = Path(os.environ.get("CMX_PROJECT_DIR", Path(__file__).parents[3] / ".cmx"))
 
 
+class _InventoryLoader(yaml.SafeLoader):
+    """Reads inventory YAML; vaulted values (!vault) are not needed here and load as None."""
+
+
+_InventoryLoader.add_constructor("!vault", lambda loader, node: None)
+
+
 def _plain_vars() -> dict:
     """The inventory's literal values (templated ones, like cmx_project_dir, are skipped)."""
     values: dict = {}
@@ -22,7 +29,7 @@ def _plain_vars() -> dict:
         text = path.read_text()
         if text.startswith("$ANSIBLE_VAULT"):
             continue
-        for key, value in (yaml.safe_load(text) or {}).items():
+        for key, value in (yaml.load(text, Loader=_InventoryLoader) or {}).items():
             if not (isinstance(value, str) and "{{" in value):
                 values[key] = value
     return values

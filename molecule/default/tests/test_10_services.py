@@ -96,7 +96,7 @@ def test_pgbouncer_answers_through_scram(inv):
 
 @pytest.mark.parametrize("port_key", ["cmx_postgres_port", "cmx_pgbouncer_port"])
 def test_wrong_postgres_password_is_refused(inv, port_key):
-    with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
+    with pytest.raises(psycopg2.OperationalError, match="(password|SASL) authentication failed"):
         pg(inv, port_key, password="not-the-password")
 
 

@@ -12,19 +12,22 @@ import testinfra
 BENCH_DB = "cmx_bench"
 
 
-def _admin(inv):
+def _admin_sql(inv, sql: str) -> None:
     conn = psycopg2.connect(host="127.0.0.1", port=inv["cmx_postgres_port"], user=inv["cmx_postgres_user"],
                             password=inv["cmx_postgres_password"], dbname=inv["cmx_postgres_db"], sslmode="disable")
-    conn.autocommit = True
-    return conn
+    conn.autocommit = True  # CREATE/DROP DATABASE cannot run in a transaction
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+    finally:
+        conn.close()
 
 
 def test_pgbench_through_pgbouncer_with_more_clients_than_max_connections(inv):
     clients = inv["cmx_postgres_max_connections"] + 20
     assert clients <= inv["cmx_pgbouncer_max_client_conn"]
-    with _admin(inv) as conn, conn.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS {BENCH_DB}")
-        cur.execute(f"CREATE DATABASE {BENCH_DB}")
+    _admin_sql(inv, f"DROP DATABASE IF EXISTS {BENCH_DB}")
+    _admin_sql(inv, f"CREATE DATABASE {BENCH_DB}")
     # pgbench runs inside the postgres container and reaches PgBouncer over cmx-network.
     host = testinfra.get_host("docker://cmx-postgres")
     env = f"PGPASSWORD='{inv['cmx_postgres_password']}'"
@@ -39,8 +42,7 @@ def test_pgbench_through_pgbouncer_with_more_clients_than_max_connections(inv):
         failed = re.search(r"number of failed transactions: (\d+)", run.stdout)
         assert failed is None or failed.group(1) == "0", run.stdout
     finally:
-        with _admin(inv) as conn, conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+        _admin_sql(inv, f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
 
 
 def test_prepared_statements_through_pgbouncer_transaction_mode(inv):

@@ -37,17 +37,25 @@ def _s3(inv):
 
 
 def write_everything(inv, tag: str) -> None:
-    with _pg(inv) as conn, conn.cursor() as cur:
-        cur.execute("CREATE TABLE IF NOT EXISTS persistence_check (tag text PRIMARY KEY)")
-        cur.execute("INSERT INTO persistence_check VALUES (%s)", (tag,))
+    conn = _pg(inv)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS persistence_check (tag text PRIMARY KEY)")
+            cur.execute("INSERT INTO persistence_check VALUES (%s)", (tag,))
+    finally:
+        conn.close()
     assert _redis(inv).set(f"persist:{tag}", tag)
     _s3(inv).put_object(Bucket=inv["cmx_s3_bucket"], Key=f"persist/{tag}", Body=tag.encode())
 
 
 def assert_everything_there(inv, tag: str) -> None:
-    with _pg(inv) as conn, conn.cursor() as cur:
-        cur.execute("SELECT tag FROM persistence_check WHERE tag = %s", (tag,))
-        assert cur.fetchone() == (tag,), "PostgreSQL row lost"
+    conn = _pg(inv)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT tag FROM persistence_check WHERE tag = %s", (tag,))
+            assert cur.fetchone() == (tag,), "PostgreSQL row lost"
+    finally:
+        conn.close()
     assert _redis(inv).get(f"persist:{tag}") == tag.encode(), "Redis key lost"
     body = _s3(inv).get_object(Bucket=inv["cmx_s3_bucket"], Key=f"persist/{tag}")["Body"].read()
     assert body == tag.encode(), "S3 object lost"

@@ -1,0 +1,114 @@
+"""Write a set of files and folders in one pass, touching only those whose content or mode differ.
+
+Plain Python (no Ansible imports) so it is unit-tested directly; plugins/modules/cmx_files.py wraps it.
+Writes are atomic (temporary file in the same folder, then rename), so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import stat
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+
+
+@dataclass
+class SyncResult:
+    changed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+    @property
+    def any_changed(self) -> bool:
+        return bool(self.changed)
+
+
+class ValidationError(Exception):
+    """A file's validate command refused the new content; nothing was written for it."""
+
+
+def _mode(value: str | int) -> int:
+    return int(value, 8) if isinstance(value, str) else value
+
+
+def _current_mode(path: str) -> int | None:
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return None
+
+
+def _read(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def ensure_directory(path: str, mode: str | int, check_mode: bool, result: SyncResult) -> None:
+    wanted = _mode(mode)
+    current = _current_mode(path)
+    if current == wanted and os.path.isdir(path):
+        result.unchanged.append(path)
+        return
+    result.changed.append(path)
+    if check_mode:
+        return
+    os.makedirs(path, exist_ok=True)
+    os.chmod(path, wanted)
+
+
+def _validate(command: str, candidate: str, path: str) -> None:
+    argv = [candidate if part == "%s" else part for part in shlex.split(command)]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        detail = (done.stderr or done.stdout).strip()
+        raise ValidationError(f"{path}: `{command}` refused the new content (rc={done.returncode}): {detail}")
+
+
+def write_file(path: str, content: str, mode: str | int, check_mode: bool, result: SyncResult,
+               validate: str | None = None, only_if_missing: bool = False) -> None:
+    wanted_mode = _mode(mode)
+    data = content.encode()
+    current = _read(path)
+    if current is not None and (only_if_missing or current == data) and _current_mode(path) == wanted_mode:
+        result.unchanged.append(path)
+        return
+    if current is not None and (only_if_missing or current == data):
+        # Only the mode differs.
+        result.changed.append(path)
+        if not check_mode:
+            os.chmod(path, wanted_mode)
+        return
+    result.changed.append(path)
+    if check_mode:
+        return
+    folder = os.path.dirname(path) or "."
+    handle, temp = tempfile.mkstemp(dir=folder, prefix=".cmx-")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temp, wanted_mode)
+        if validate:
+            _validate(validate, temp, path)
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise
+
+
+def sync(directories: list[dict], files: list[dict], check_mode: bool = False) -> SyncResult:
+    """Create `directories` ({path, mode}) then write `files` ({path, content, mode, validate?, only_if_missing?})
+    in order, so an earlier file (e.g. compose's .env) is in place when a later one is validated."""
+    result = SyncResult()
+    for entry in directories:
+        ensure_directory(entry["path"], entry["mode"], check_mode, result)
+    for entry in files:
+        write_file(entry["path"], entry["content"], entry["mode"], check_mode, result,
+                   validate=entry.get("validate"), only_if_missing=bool(entry.get("only_if_missing")))
+    return result

@@ -1,0 +1,105 @@
+#!/usr/bin/python
+"""Ansible module: write many rendered files in one call."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: cmx_files
+short_description: Write a set of folders and files in one call, only where content or mode differ
+description:
+  - Creates I(directories) with their modes, then writes I(files) in order, atomically (temporary file and rename).
+  - A file whose content and mode already match is left alone, so a re-run reports C(changed=false).
+  - One call instead of one task per file keeps a converge with nothing to change fast.
+  - Render the content on the controller, e.g. with C(lookup('ansible.builtin.template', ...)).
+version_added: 0.1.0
+author: CleanMateX DevOps
+options:
+  directories:
+    description: Folders to create (parents included), each with its mode.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path: {description: Absolute path., type: path, required: true}
+      mode: {description: Octal mode as a string, e.g. C("0700")., type: str, required: true}
+  files:
+    description: Files to write, in this order.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path: {description: Absolute path., type: path, required: true}
+      content: {description: The complete content., type: str, required: true}
+      mode: {description: Octal mode as a string., type: str, required: true}
+      validate:
+        description: Command run on the new content before it replaces the file; C(%s) is the temporary file.
+        type: str
+      only_if_missing:
+        description: Write the content only when the file does not exist yet (a placeholder).
+        type: bool
+        default: false
+notes:
+  - Supports check mode. Put C(no_log) on the task when a file holds secrets.
+"""
+
+EXAMPLES = r"""
+- name: Render the service configuration
+  cleanmatex.infra.cmx_files:
+    directories:
+      - {path: /opt/cmx, mode: "0755"}
+    files:
+      - path: /opt/cmx/.env
+        content: "{{ lookup('ansible.builtin.template', 'compose.env.j2') }}"
+        mode: "0600"
+      - path: /opt/cmx/docker-compose.yml
+        content: "{{ lookup('ansible.builtin.template', 'docker-compose.yml.j2') }}"
+        mode: "0644"
+        validate: docker compose --project-directory /opt/cmx -f %s config -q
+"""
+
+RETURN = r"""
+changed_paths:
+  description: Folders and files created or rewritten (or that would be, in check mode).
+  returned: always
+  type: list
+  elements: str
+unchanged_paths:
+  description: Folders and files that already matched.
+  returned: always
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.cleanmatex.infra.plugins.module_utils.files import ValidationError, sync
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "directories": {"type": "list", "elements": "dict", "default": [], "options": {
+                "path": {"type": "path", "required": True},
+                "mode": {"type": "str", "required": True},
+            }},
+            "files": {"type": "list", "elements": "dict", "default": [], "options": {
+                "path": {"type": "path", "required": True},
+                "content": {"type": "str", "required": True},
+                "mode": {"type": "str", "required": True},
+                "validate": {"type": "str"},
+                "only_if_missing": {"type": "bool", "default": False},
+            }},
+        },
+        supports_check_mode=True,
+    )
+    try:
+        result = sync(module.params["directories"], module.params["files"], check_mode=module.check_mode)
+    except ValidationError as error:
+        module.fail_json(msg=str(error))
+    except OSError as error:
+        module.fail_json(msg=f"could not write {error.filename}: {error.strerror}")
+    module.exit_json(changed=result.any_changed, changed_paths=result.changed, unchanged_paths=result.unchanged)
+
+
+if __name__ == "__main__":
+    main()

@@ -68,8 +68,15 @@ def _validate(command: str, candidate: str, path: str) -> None:
         raise ValidationError(f"{path}: `{command}` refused the new content (rc={done.returncode}): {detail}")
 
 
-def write_file(path: str, content: str, mode: str | int, check_mode: bool, result: SyncResult,
-               validate: str | None = None, only_if_missing: bool = False) -> None:
+def write_file(
+    path: str,
+    content: str,
+    mode: str | int,
+    check_mode: bool,
+    result: SyncResult,
+    validate: str | None = None,
+    only_if_missing: bool = False,
+) -> None:
     wanted_mode = _mode(mode)
     data = content.encode()
     current = _read(path)
@@ -103,12 +110,19 @@ def write_file(path: str, content: str, mode: str | int, check_mode: bool, resul
 
 
 def sync(directories: list[dict], files: list[dict], check_mode: bool = False) -> SyncResult:
-    """Create `directories` ({path, mode}) then write `files` ({path, content, mode, validate?, only_if_missing?})
-    in order, so an earlier file (e.g. compose's .env) is in place when a later one is validated."""
+    """Create `directories` ({path, mode}), then write `files` ({path, content, mode, validate?,
+    only_if_missing?}) in order, so an earlier file (compose's .env) exists when a later one is validated."""
     result = SyncResult()
     for entry in directories:
         ensure_directory(entry["path"], entry["mode"], check_mode, result)
     for entry in files:
-        write_file(entry["path"], entry["content"], entry["mode"], check_mode, result,
-                   validate=entry.get("validate"), only_if_missing=bool(entry.get("only_if_missing")))
+        write_file(
+            entry["path"],
+            entry["content"],
+            entry["mode"],
+            check_mode,
+            result,
+            validate=entry.get("validate"),
+            only_if_missing=bool(entry.get("only_if_missing")),
+        )
     return result

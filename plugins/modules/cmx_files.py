@@ -7,7 +7,8 @@ DOCUMENTATION = r"""
 module: cmx_files
 short_description: Write a set of folders and files in one call, only where content or mode differ
 description:
-  - Creates I(directories) with their modes, then writes I(files) in order, atomically (temporary file and rename).
+  - Creates I(directories) with their modes, then writes I(files) in order, atomically
+    (temporary file and rename).
   - A file whose content and mode already match is left alone, so a re-run reports C(changed=false).
   - One call instead of one task per file keeps a converge with nothing to change fast.
   - Render the content on the controller, e.g. with C(lookup('ansible.builtin.template', ...)).
@@ -71,24 +72,33 @@ unchanged_paths:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.cleanmatex.infra.plugins.module_utils.files import ValidationError, sync
 
 
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "directories": {"type": "list", "elements": "dict", "default": [], "options": {
-                "path": {"type": "path", "required": True},
-                "mode": {"type": "str", "required": True},
-            }},
-            "files": {"type": "list", "elements": "dict", "default": [], "options": {
-                "path": {"type": "path", "required": True},
-                "content": {"type": "str", "required": True},
-                "mode": {"type": "str", "required": True},
-                "validate": {"type": "str"},
-                "only_if_missing": {"type": "bool", "default": False},
-            }},
+            "directories": {
+                "type": "list",
+                "elements": "dict",
+                "default": [],
+                "options": {
+                    "path": {"type": "path", "required": True},
+                    "mode": {"type": "str", "required": True},
+                },
+            },
+            "files": {
+                "type": "list",
+                "elements": "dict",
+                "default": [],
+                "options": {
+                    "path": {"type": "path", "required": True},
+                    "content": {"type": "str", "required": True},
+                    "mode": {"type": "str", "required": True},
+                    "validate": {"type": "str"},
+                    "only_if_missing": {"type": "bool", "default": False},
+                },
+            },
         },
         supports_check_mode=True,
     )
@@ -98,7 +108,9 @@ def main() -> None:
         module.fail_json(msg=str(error))
     except OSError as error:
         module.fail_json(msg=f"could not write {error.filename}: {error.strerror}")
-    module.exit_json(changed=result.any_changed, changed_paths=result.changed, unchanged_paths=result.unchanged)
+    module.exit_json(
+        changed=result.any_changed, changed_paths=result.changed, unchanged_paths=result.unchanged
+    )
 
 
 if __name__ == "__main__":

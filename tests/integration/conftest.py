@@ -25,13 +25,36 @@ needs_docker = pytest.mark.skipif(not _docker_answers(), reason="needs a running
 def run_playbook(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run ansible-playbook from the repo root with the venv's Python; return the finished process."""
     bin_dir = Path(sys.executable).parent
-    full_env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "ANSIBLE_FORCE_COLOR": "0",
-                "ANSIBLE_NOCOLOR": "1", **(env or {})}
-    return subprocess.run([str(bin_dir / "ansible-playbook"), *args], cwd=ROOT, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    full_env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_NOCOLOR": "1",
+        **(env or {}),
+    }
+    return subprocess.run(
+        [str(bin_dir / "ansible-playbook"), *args],
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def project_containers(project: str) -> list[str]:
-    out = subprocess.run(["docker", "ps", "-a", "--filter", f"label=com.docker.compose.project={project}",
-                          "--format", "{{.Names}}"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "docker",
+            "ps",
+            "-a",
+            "--filter",
+            f"label=com.docker.compose.project={project}",
+            "--format",
+            "{{.Names}}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return out.split()

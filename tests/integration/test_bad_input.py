@@ -8,8 +8,15 @@ from conftest import needs_docker, project_containers, run_playbook
 
 # A project name of its own, so a running ci/dev stack is neither used nor disturbed.
 PROJECT = "cmxbadinput"
-COMMON = ["-i", "inventories/ci", "dev.yml", "-e", f"cmx_project_name={PROJECT}",
-          "-e", f"cmx_project_dir=/tmp/{PROJECT}"]
+COMMON = [
+    "-i",
+    "inventories/ci",
+    "dev.yml",
+    "-e",
+    f"cmx_project_name={PROJECT}",
+    "-e",
+    f"cmx_project_dir=/tmp/{PROJECT}",
+]
 
 
 def free_port() -> int:
@@ -24,8 +31,10 @@ def test_taken_port_stops_in_preflight_naming_port_service_and_variable():
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        ports = [f"cmx_{name}_port={free_port()}" for name in ("pgbouncer", "redis", "s3", "s3_console",
-                                                               "redis_commander")]
+        ports = [
+            f"cmx_{name}_port={free_port()}"
+            for name in ("pgbouncer", "redis", "s3", "s3_console", "redis_commander")
+        ]
         extra = [arg for pair in ports for arg in ("-e", pair)]
         result = run_playbook(*COMMON, "-e", f"cmx_postgres_port={port}", *extra)
     output = result.stdout + result.stderr
@@ -49,8 +58,16 @@ def test_unknown_storage_engine_is_rejected_by_the_argument_spec():
 
 @needs_docker
 def test_image_that_cannot_be_pulled_names_the_image_source_hint():
-    result = run_playbook(*COMMON, "--tags", "images", "-e", "cmx_image_source=pull",
-                          "-e", "cmx_redis_image=cmx-test.invalid/redis:never", timeout=300)
+    result = run_playbook(
+        *COMMON,
+        "--tags",
+        "images",
+        "-e",
+        "cmx_image_source=pull",
+        "-e",
+        "cmx_redis_image=cmx-test.invalid/redis:never",
+        timeout=300,
+    )
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "cmx-test.invalid/redis:never" in output
@@ -59,8 +76,14 @@ def test_image_that_cannot_be_pulled_names_the_image_source_hint():
 
 
 def test_missing_docker_engine_gives_one_clear_message():
-    result = run_playbook(*COMMON, "--tags", "preflight", "-e", "cmx_docker_install=never",
-                          env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    result = run_playbook(
+        *COMMON,
+        "--tags",
+        "preflight",
+        "-e",
+        "cmx_docker_install=never",
+        env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"},
+    )
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "Docker is not ready" in output

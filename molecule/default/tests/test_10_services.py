@@ -58,14 +58,18 @@ def test_no_anonymous_volumes():
     for name in EXPECTED:
         for mount in inspect(name)["Mounts"]:
             if mount["Type"] == "volume":
-                assert not re.fullmatch(r"[0-9a-f]{64}", mount["Name"]), f"{name}: anonymous volume at {mount}"
+                assert not re.fullmatch(r"[0-9a-f]{64}", mount["Name"]), (
+                    f"{name}: anonymous volume at {mount}"
+                )
                 assert mount["Name"].startswith("cmx_"), mount
 
 
 def test_postgres_answers_a_real_query_with_checksums_and_settings(inv):
     with pg(inv) as conn, conn.cursor() as cur:
-        cur.execute("SELECT now(), current_setting('data_checksums'), current_setting('shared_buffers'),"
-                    " current_setting('max_connections')::int")
+        cur.execute(
+            "SELECT now(), current_setting('data_checksums'), current_setting('shared_buffers'),"
+            " current_setting('max_connections')::int"
+        )
         now, checksums, shared_buffers, max_connections = cur.fetchone()
     assert now is not None
     assert checksums == "on"
@@ -96,7 +100,7 @@ def test_pgbouncer_answers_through_scram(inv):
 
 @pytest.mark.parametrize("port_key", ["cmx_postgres_port", "cmx_pgbouncer_port"])
 def test_wrong_postgres_password_is_refused(inv, port_key):
-    with pytest.raises(psycopg2.OperationalError, match="(password|SASL) authentication failed"):
+    with pytest.raises(psycopg2.OperationalError, match=r"(password|SASL) authentication failed"):
         pg(inv, port_key, password="not-the-password")
 
 

@@ -13,8 +13,14 @@ BENCH_DB = "cmx_bench"
 
 
 def _admin_sql(inv, sql: str) -> None:
-    conn = psycopg2.connect(host="127.0.0.1", port=inv["cmx_postgres_port"], user=inv["cmx_postgres_user"],
-                            password=inv["cmx_postgres_password"], dbname=inv["cmx_postgres_db"], sslmode="disable")
+    conn = psycopg2.connect(
+        host="127.0.0.1",
+        port=inv["cmx_postgres_port"],
+        user=inv["cmx_postgres_user"],
+        password=inv["cmx_postgres_password"],
+        dbname=inv["cmx_postgres_db"],
+        sslmode="disable",
+    )
     conn.autocommit = True  # CREATE/DROP DATABASE cannot run in a transaction
     try:
         with conn.cursor() as cur:
@@ -47,8 +53,10 @@ def test_pgbench_through_pgbouncer_with_more_clients_than_max_connections(inv):
 
 def test_prepared_statements_through_pgbouncer_transaction_mode(inv):
     clients = 4 * inv["cmx_pgbouncer_default_pool_size"]
-    dsn = (f"host=127.0.0.1 port={inv['cmx_pgbouncer_port']} user={inv['cmx_postgres_user']} "
-           f"password={inv['cmx_postgres_password']} dbname={inv['cmx_postgres_db']} sslmode=disable")
+    dsn = (
+        f"host=127.0.0.1 port={inv['cmx_pgbouncer_port']} user={inv['cmx_postgres_user']} "
+        f"password={inv['cmx_postgres_password']} dbname={inv['cmx_postgres_db']} sslmode=disable"
+    )
 
     def worker(n: int) -> int:
         total = 0

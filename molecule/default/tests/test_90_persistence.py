@@ -18,9 +18,15 @@ MARK = uuid.uuid4().hex
 
 
 def _pg(inv):
-    conn = psycopg2.connect(host="127.0.0.1", port=inv["cmx_postgres_port"], user=inv["cmx_postgres_user"],
-                            password=inv["cmx_postgres_password"], dbname=inv["cmx_postgres_db"],
-                            sslmode="disable", connect_timeout=5)
+    conn = psycopg2.connect(
+        host="127.0.0.1",
+        port=inv["cmx_postgres_port"],
+        user=inv["cmx_postgres_user"],
+        password=inv["cmx_postgres_password"],
+        dbname=inv["cmx_postgres_db"],
+        sslmode="disable",
+        connect_timeout=5,
+    )
     conn.autocommit = True
     return conn
 
@@ -30,10 +36,14 @@ def _redis(inv):
 
 
 def _s3(inv):
-    return boto3.client("s3", endpoint_url=f"http://127.0.0.1:{inv['cmx_s3_port']}",
-                        aws_access_key_id=inv["cmx_s3_access_key"],
-                        aws_secret_access_key=inv["cmx_s3_secret_key"], region_name="us-east-1",
-                        config=Config(s3={"addressing_style": "path"}))
+    return boto3.client(
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{inv['cmx_s3_port']}",
+        aws_access_key_id=inv["cmx_s3_access_key"],
+        aws_secret_access_key=inv["cmx_s3_secret_key"],
+        region_name="us-east-1",
+        config=Config(s3={"addressing_style": "path"}),
+    )
 
 
 def write_everything(inv, tag: str) -> None:
@@ -76,7 +86,9 @@ def _dockerd_pids() -> list[str]:
     return found.stdout.split()
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("dockerd") is None, reason="needs root and a local dockerd")
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("dockerd") is None, reason="needs root and a local dockerd"
+)
 def test_data_survives_a_dockerd_restart(inv):
     tag = f"dockerd-{MARK}"
     write_everything(inv, tag)
@@ -88,7 +100,9 @@ def test_data_survives_a_dockerd_restart(inv):
         subprocess.run(["kill", "-TERM", *pids], check=True)
         wait_until(lambda: not _dockerd_pids(), 120, "dockerd to stop")
         with open("/var/log/dockerd.log", "ab") as log:
-            subprocess.Popen(["dockerd"], stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+            subprocess.Popen(
+                ["dockerd"], stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+            )
     wait_until(lambda: docker("info", check=False).returncode == 0, 60, "dockerd to answer")
     wait_until(all_healthy, 180, "the stack to be healthy again after the dockerd restart")
     assert_everything_there(inv, tag)

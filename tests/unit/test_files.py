@@ -1,0 +1,75 @@
+"""cmx_files logic: writes only what differs, atomically, validates before replacing."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+from ansible_collections.cleanmatex.infra.plugins.module_utils.files import ValidationError, sync
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_first_run_creates_then_second_run_changes_nothing(tmp_path):
+    dirs = [
+        {"path": str(tmp_path / "stack"), "mode": "0755"},
+        {"path": str(tmp_path / "stack/secrets"), "mode": "0700"},
+    ]
+    files = [
+        {"path": str(tmp_path / "stack/.env"), "content": "A=1\n", "mode": "0600"},
+        {"path": str(tmp_path / "stack/secrets/pw"), "content": "s3cret", "mode": "0644"},
+    ]
+    first = sync(dirs, files)
+    assert first.any_changed and len(first.changed) == 4
+    assert (tmp_path / "stack/.env").read_text() == "A=1\n"
+    assert mode(tmp_path / "stack/.env") == 0o600
+    assert mode(tmp_path / "stack/secrets") == 0o700
+    second = sync(dirs, files)
+    assert not second.any_changed
+    assert len(second.unchanged) == 4
+
+
+def test_check_mode_reports_without_writing(tmp_path):
+    target = tmp_path / "f"
+    result = sync([], [{"path": str(target), "content": "x", "mode": "0644"}], check_mode=True)
+    assert result.changed == [str(target)]
+    assert not target.exists()
+
+
+def test_changed_content_is_a_new_inode_and_mode_only_change_is_in_place(tmp_path):
+    target = tmp_path / "f"
+    sync([], [{"path": str(target), "content": "one", "mode": "0644"}])
+    inode = os.stat(target).st_ino
+    sync([], [{"path": str(target), "content": "one", "mode": "0600"}])
+    assert os.stat(target).st_ino == inode and mode(target) == 0o600
+    result = sync([], [{"path": str(target), "content": "two", "mode": "0600"}])
+    assert result.changed == [str(target)]
+    assert target.read_text() == "two"
+    assert os.stat(target).st_ino != inode  # atomic rename: readers never see half a file
+
+
+def test_only_if_missing_keeps_existing_content(tmp_path):
+    target = tmp_path / "userlist"
+    target.write_text("filled")
+    os.chmod(target, 0o644)
+    result = sync([], [{"path": str(target), "content": "", "mode": "0644", "only_if_missing": True}])
+    assert not result.any_changed
+    assert target.read_text() == "filled"
+
+
+def test_validate_refusal_leaves_the_old_file_and_no_temp_files(tmp_path):
+    target = tmp_path / "compose.yml"
+    target.write_text("old")
+    with pytest.raises(ValidationError, match=r"compose.yml: `false %s` refused"):
+        sync([], [{"path": str(target), "content": "new", "mode": "0644", "validate": "false %s"}])
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["compose.yml"]
+
+
+def test_validate_sees_the_candidate_content(tmp_path):
+    target = tmp_path / "x.txt"
+    sync([], [{"path": str(target), "content": "needle", "mode": "0644", "validate": "grep -q needle %s"}])
+    assert target.read_text() == "needle"

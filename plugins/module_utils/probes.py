@@ -705,3 +705,62 @@ def make_probe(spec: dict):
 
 def run_probe(spec: dict, timeout: float = DEFAULT_TIMEOUT) -> ProbeResult:
     return make_probe(spec)(timeout)
+
+
+# --------------------------------------------------------------------------- shared by the modules
+
+# AnsibleModule suboptions of one service entry (cmx_wait_healthy, cmx_health).
+MODULE_SERVICE_OPTIONS = dict(
+    name=dict(type="str", required=True),
+    type=dict(type="str", required=True, choices=["postgres", "redis", "s3", "http", "tcp"]),
+    dsn=dict(type="str", no_log=True),
+    url=dict(type="str"),
+    host=dict(type="str"),
+    port=dict(type="int"),
+    user=dict(type="str"),
+    password=dict(type="str", no_log=True),
+    dbname=dict(type="str"),
+    sslmode=dict(type="str", default="disable"),
+    endpoint=dict(type="str"),
+    health_path=dict(type="str", default="/healthz"),
+    bucket=dict(type="str"),
+    access_key=dict(type="str", no_log=False),
+    secret_key=dict(type="str", no_log=True),
+    region=dict(type="str", default="us-east-1"),
+    expected_status=dict(type="list", elements="int", default=[200]),
+    method=dict(type="str", default="GET", choices=["GET", "HEAD"]),
+    headers=dict(type="dict", no_log=True),
+    container=dict(type="str"),
+)
+
+_REQUIRED_FIELDS = {
+    "postgres": (("dsn", "host"), "dsn or host"),
+    "redis": (("url", "host"), "url or host"),
+    "s3": (("endpoint", "url"), "endpoint"),
+    "http": (("url",), "url"),
+    "tcp": (("host",), "host and port"),
+}
+
+
+def validate_services(services: list) -> str | None:
+    """An error message for the first bad entry (duplicate name, missing type fields), else None."""
+    seen = set()
+    for svc in services:
+        name, kind = svc["name"], svc["type"]
+        if name in seen:
+            return f"service name {name!r} is listed twice"
+        seen.add(name)
+        keys, what = _REQUIRED_FIELDS[kind]
+        if not any(svc.get(k) for k in keys) or (kind == "tcp" and not svc.get("port")):
+            return f"service {name!r} (type {kind}) needs {what}"
+    return None
+
+
+def module_probe(svc: dict):
+    """``make_probe`` for a module service entry (s3 ``url`` alias, empty health_path = skip)."""
+    spec = dict(svc)
+    if spec["type"] == "s3":
+        spec["endpoint"] = spec.get("endpoint") or spec.get("url")
+        if not spec.get("health_path"):
+            spec["health_path"] = None
+    return make_probe(spec)

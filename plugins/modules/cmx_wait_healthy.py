@@ -241,26 +241,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.cleanmatex.infra.plugins.module_utils import probes
 from ansible_collections.cleanmatex.infra.plugins.module_utils.health_report import wait_until_up
 
-_REQUIRED = {
-    "postgres": (("dsn", "host"), "dsn or host"),
-    "redis": (("url", "host"), "url or host"),
-    "s3": (("endpoint", "url"), "endpoint"),
-    "http": (("url",), "url"),
-    "tcp": (("host",), "host and port"),
-}
 _TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z?)\s?(.*)$")
-
-
-def _validate(module, services):
-    seen = set()
-    for svc in services:
-        name, kind = svc["name"], svc["type"]
-        if name in seen:
-            module.fail_json(msg=f"service name {name!r} is listed twice")
-        seen.add(name)
-        keys, what = _REQUIRED[kind]
-        if not any(svc.get(k) for k in keys) or (kind == "tcp" and not svc.get("port")):
-            module.fail_json(msg=f"service {name!r} (type {kind}) needs {what}")
 
 
 def container_log_tail(module, container, lines):
@@ -283,31 +264,9 @@ def container_log_tail(module, container, lines):
 
 
 def main():
-    service_opts = dict(
-        name=dict(type="str", required=True),
-        type=dict(type="str", required=True, choices=["postgres", "redis", "s3", "http", "tcp"]),
-        dsn=dict(type="str", no_log=True),
-        url=dict(type="str"),
-        host=dict(type="str"),
-        port=dict(type="int"),
-        user=dict(type="str"),
-        password=dict(type="str", no_log=True),
-        dbname=dict(type="str"),
-        sslmode=dict(type="str", default="disable"),
-        endpoint=dict(type="str"),
-        health_path=dict(type="str", default="/healthz"),
-        bucket=dict(type="str"),
-        access_key=dict(type="str", no_log=False),
-        secret_key=dict(type="str", no_log=True),
-        region=dict(type="str", default="us-east-1"),
-        expected_status=dict(type="list", elements="int", default=[200]),
-        method=dict(type="str", default="GET", choices=["GET", "HEAD"]),
-        headers=dict(type="dict", no_log=True),
-        container=dict(type="str"),
-    )
     module = AnsibleModule(
         argument_spec=dict(
-            services=dict(type="list", elements="dict", required=True, options=service_opts),
+            services=dict(type="list", elements="dict", required=True, options=probes.MODULE_SERVICE_OPTIONS),
             timeout=dict(type="float", default=120),
             interval=dict(type="float", default=0.5),
             probe_timeout=dict(type="float", default=2),
@@ -317,18 +276,13 @@ def main():
     )
     p = module.params
     services = p["services"]
-    _validate(module, services)
+    problem = probes.validate_services(services)
+    if problem:
+        module.fail_json(msg=problem)
     if p["interval"] <= 0 or p["probe_timeout"] <= 0 or p["timeout"] < 0:
         module.fail_json(msg="interval and probe_timeout must be > 0, timeout >= 0")
 
-    fns = {}
-    for svc in services:
-        spec = dict(svc)
-        if spec["type"] == "s3" and not spec.get("endpoint"):
-            spec["endpoint"] = spec.get("url")
-        if spec["type"] == "s3" and spec.get("health_path") == "":
-            spec["health_path"] = None
-        fns[svc["name"]] = probes.make_probe(spec)
+    fns = {svc["name"]: probes.module_probe(svc) for svc in services}
 
     all_up, states, elapsed = wait_until_up(
         fns,

@@ -474,3 +474,78 @@ def test_cli_serve_ping_and_sigterm():
 
 def test_cli_ping_fails_without_server():
     assert run_cli(["ping", f"http://127.0.0.1:{free_port()}/health"], {}).returncode == 1
+
+
+# --------------------------------------------------------------------------- the cmx_health module
+
+
+def run_health_module(args: dict) -> tuple[int, dict, str]:
+    payload = {"ANSIBLE_MODULE_ARGS": args}
+    env = dict(os.environ, PYTHONPATH=os.path.join(REPO, ".collections"))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ansible_collections.cleanmatex.infra.plugins.modules.cmx_health",
+            json.dumps(payload),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+    )
+    return proc.returncode, json.loads(proc.stdout), proc.stdout
+
+
+def module_services(pg, redis, s3) -> list:
+    return [
+        {
+            "name": "database",
+            "type": "postgres",
+            "dsn": f"postgresql://{pg['user']}@127.0.0.1:{pg['port']}/{pg['dbname']}",
+            "password": pg["password"],
+        },
+        {
+            "name": "redis",
+            "type": "redis",
+            "host": "127.0.0.1",
+            "port": redis.port,
+            "password": redis.password,
+        },
+        {
+            "name": "storage",
+            "type": "s3",
+            "endpoint": s3.url,
+            "bucket": S3_BUCKET,
+            "access_key": S3_ACCESS,
+            "secret_key": S3_SECRET,
+        },
+    ]
+
+
+def test_health_module_healthy_report(pg, redis, s3):
+    rc, res, raw = run_health_module({"services": module_services(pg, redis, s3), "version": "9.9.9"})
+    assert rc == 0, res
+    assert_contract(res["report"])
+    assert res["report"]["status"] == "healthy" and res["report"]["version"] == "9.9.9"
+    assert res["http_status"] == 200 and res["healthy"] is True and res["errors"] == {}
+    assert res["changed"] is False
+    assert pg["password"] not in raw and S3_SECRET not in raw
+
+
+def test_health_module_missing_and_down_services(pg, redis, s3):
+    services = module_services(pg, redis, s3)[::2]  # database + storage, no redis
+    services[1]["secret_key"] = "wrong-secret-000"
+    rc, res, raw = run_health_module({"services": services})
+    assert rc == 0
+    assert_contract(res["report"])
+    assert res["report"]["services"]["redis"]["status"] == "down"
+    assert res["report"]["services"]["storage"]["status"] == "down"
+    assert res["http_status"] == 503
+    assert res["errors"]["redis"].startswith("not configured")
+    assert "access denied" in res["errors"]["storage"]
+    assert "wrong-secret-000" not in raw
+
+    rc, res, _ = run_health_module({"services": services, "fail_when_unhealthy": True})
+    assert rc == 1 and res["failed"] is True and res["msg"].startswith("unhealthy: ")

@@ -158,21 +158,21 @@ def test_parse_docker_ps_lines():
 def test_docker_container_of_our_project_is_fine_and_others_conflict():
     port = free_port()
     with docker_container(
-        "cmx-test-portcheck",
+        f"cmx-test-portcheck-{os.getpid()}",
         ["-p", f"127.0.0.1:{port}:8080"],
         ["/bin/busybox", "httpd", "-f", "-p", "8080"],
         project="cmxtest-ours",
-    ):
+    ) as name:
         entry = [spec("web", port, "cmx_web_port")]
         statuses, warnings = ports.check_ports(entry, project="cmxtest-ours")
         assert warnings == []
         assert statuses[0].status == "ours", statuses[0]
-        assert statuses[0].containers == ["cmx-test-portcheck"]
+        assert statuses[0].containers == [name]
 
         statuses, _ = ports.check_ports(entry, project="someone-else")
         assert statuses[0].status == "conflict"
         assert statuses[0].message == (
-            f"port {port} (web) on 127.0.0.1 is in use by docker container 'cmx-test-portcheck' of compose "
+            f"port {port} (web) on 127.0.0.1 is in use by docker container '{name}' of compose "
             "project 'cmxtest-ours'; set cmx_web_port in your inventory to a free port"
         )
 

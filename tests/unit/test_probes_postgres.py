@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 import pytest
@@ -115,3 +116,14 @@ def test_postgres_bad_dsn_never_raises():
     res = probes.probe_postgres(dsn="this is not a dsn = =", timeout=1)
     assert res.status == "down"
     assert res.error
+
+
+def test_psycopg3_fallback_when_psycopg2_is_missing(pg, pgb, monkeypatch):
+    pytest.importorskip("psycopg")
+    monkeypatch.setitem(sys.modules, "psycopg2", None)  # `import psycopg2` now raises ImportError
+    monkeypatch.setitem(sys.modules, "psycopg2.extensions", None)
+    assert probes.probe_postgres(dsn=pg["url"], timeout=5).up
+    assert probes.probe_postgres(dsn=pgb["url"], timeout=5).up
+    bad = probes.probe_postgres(dsn=pg["url"].replace(pg["password"], "nope-pw-42"), timeout=5)
+    assert bad.status == "down" and "password authentication failed" in bad.error
+    assert "nope-pw-42" not in bad.error

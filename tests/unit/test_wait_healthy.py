@@ -176,14 +176,24 @@ def test_module_timeout_names_service_error_and_hides_password(redis):
 
 def test_module_timeout_shows_last_20_container_log_lines():
     port = free_port()
-    script = "i=1; while [ $i -le 30 ]; do echo out-line-$i; i=$((i+1)); done; echo err-line >&2; sleep 600"
-    with docker_container("cmx-test-waitlog", [], ["/bin/busybox", "sh", "-c", script]) as name:
+    # docker stamps stdout and stderr as it reads each pipe, so a burst has no reliable cross-stream order:
+    # the container pauses around its stderr line (a log pattern, not a test timing assumption)
+    script = (
+        "i=1; while [ $i -le 25 ]; do echo out-line-$i; i=$((i+1)); done; sleep 0.2; echo err-line >&2;"
+        " sleep 0.2; while [ $i -le 30 ]; do echo out-line-$i; i=$((i+1)); done; echo done-marker; sleep 600"
+    )
+    with docker_container(
+        f"cmx-test-waitlog-{os.getpid()}", [], ["/bin/busybox", "sh", "-c", script]
+    ) as name:
         # the container has written its lines when `docker logs` shows the last one
         from test_probes_support import wait_for
 
         wait_for(
             lambda: (
-                "err-line" in subprocess.run(["docker", "logs", name], capture_output=True, text=True).stderr
+                "done-marker"
+                in subprocess.run(["docker", "logs", name], capture_output=True, text=True).stdout
+                and "err-line"
+                in subprocess.run(["docker", "logs", name], capture_output=True, text=True).stderr
             ),
             30,
             0.1,
@@ -204,7 +214,9 @@ def test_module_timeout_shows_last_20_container_log_lines():
     assert f"last 20 log lines of container {name}:" in msg
     tail = res["services"]["api"]["log_tail"]
     assert len(tail) == 20
-    assert "err-line" in tail and "out-line-30" in tail  # stdout and stderr merged
+    assert "err-line" in tail and "done-marker" in tail  # stdout and stderr merged
+    assert tail[-1] == "done-marker"
+    assert tail.index("err-line") == tail.index("out-line-26") - 1  # time order across the streams
     assert "out-line-5" not in tail  # only the last 20
 
 

@@ -1,0 +1,244 @@
+#!/usr/bin/env bash
+# Entrypoint of the CleanMateX PostgreSQL image (cleanmatex.infra images role).
+# Written for this project; it implements the documented contract of the official postgres image:
+#
+#   POSTGRES_PASSWORD, POSTGRES_USER (default postgres), POSTGRES_DB (default: the user) and
+#   their *_FILE variants (read as root, so secrets that only root can read work too),
+#   POSTGRES_INITDB_ARGS, POSTGRES_INITDB_WALDIR, POSTGRES_HOST_AUTH_METHOD (default
+#   scram-sha-256), PGDATA (default /var/lib/postgresql/data);
+#   /docker-entrypoint-initdb.d/*.sh, *.sql and *.sql.gz run once, in name order, when the data
+#   directory is empty. Executable *.sh files are run, the others are sourced.
+#   `postgres -c key=value ...` arguments are passed to the server; other commands run as is.
+#
+# What it adds:
+#   - the init scripts run against a temporary server that listens on no TCP socket (only the
+#     Unix socket), so TCP health checks (pg_isready -h 127.0.0.1) fail until init is done;
+#   - psql runs with ON_ERROR_STOP; a failing script stops the container with a non-zero status
+#     and leaves $PGDATA/cmx-initdb-incomplete behind: the next start refuses to run on a
+#     half-initialised data directory instead of coming up "healthy";
+#   - init scripts with Windows (CRLF) line endings are rejected before anything is written;
+#   - pg_hba.conf: local connections trust, TCP connections POSTGRES_HOST_AUTH_METHOD;
+#     password_encryption = scram-sha-256; listen_addresses = '*' for the real server.
+set -Eeuo pipefail
+shopt -s nullglob
+
+readonly INITDB_D=/docker-entrypoint-initdb.d
+readonly MARKER_NAME=cmx-initdb-incomplete
+
+log() { printf '%s [entrypoint] %s\n' "$(date -u '+%Y-%m-%d %H:%M:%S UTC')" "$*" >&2; }
+die() {
+    log "ERROR: $*"
+    exit 1
+}
+
+# load_var NAME [DEFAULT]: NAME from the environment or from the file named by NAME_FILE.
+load_var() {
+    local name=$1 default=${2-}
+    local file_var="${name}_FILE"
+    local value=${!name-} file=${!file_var-}
+    if [[ -n $value && -n $file ]]; then
+        die "both $name and $file_var are set; set only one of them"
+    fi
+    if [[ -n $file ]]; then
+        [[ -r $file ]] || die "$file_var=$file: file not found or not readable"
+        value=$(<"$file")
+    fi
+    [[ -n $value ]] || value=$default
+    export "$name=$value"
+    unset "$file_var"
+}
+
+load_environment() {
+    load_var POSTGRES_PASSWORD
+    load_var POSTGRES_USER postgres
+    load_var POSTGRES_DB "$POSTGRES_USER"
+    load_var POSTGRES_INITDB_ARGS
+    : "${POSTGRES_INITDB_WALDIR:=}"
+    : "${POSTGRES_HOST_AUTH_METHOD:=scram-sha-256}"
+    : "${PGDATA:=/var/lib/postgresql/data}"
+    export POSTGRES_INITDB_WALDIR POSTGRES_HOST_AUTH_METHOD PGDATA
+}
+
+# Arguments that only print something: no initialisation for them.
+wants_help() {
+    local arg
+    for arg; do
+        case $arg in
+            -'?' | --help | --describe-config | -V | --version | -C) return 0 ;;
+        esac
+    done
+    return 1
+}
+
+# As root: data directory ownership, then the same script again as the postgres user.
+drop_privileges() {
+    mkdir -p "$PGDATA"
+    if [[ $(stat -c %U "$PGDATA") != postgres ]]; then
+        log "giving $PGDATA to the postgres user"
+        chown -R postgres:postgres "$PGDATA"
+    fi
+    chmod 0700 "$PGDATA"
+    if [[ -n $POSTGRES_INITDB_WALDIR ]]; then
+        mkdir -p "$POSTGRES_INITDB_WALDIR"
+        chown -R postgres:postgres "$POSTGRES_INITDB_WALDIR"
+        chmod 0700 "$POSTGRES_INITDB_WALDIR"
+    fi
+    mkdir -p /var/run/postgresql
+    chown postgres:postgres /var/run/postgresql
+    chmod 3777 /var/run/postgresql
+    export HOME=/var/lib/postgresql
+    exec setpriv --reuid=postgres --regid=postgres --init-groups -- "${BASH_SOURCE[0]}" "$@"
+}
+
+check_init_scripts() {
+    local f carriage_returns
+    for f in "$INITDB_D"/*; do
+        case $f in
+            *.sh | *.sql) carriage_returns=$(tr -cd '\r' <"$f" | wc -c) ;;
+            *.sql.gz)
+                gzip -t "$f" 2>/dev/null || die "$f is not a valid gzip file"
+                carriage_returns=$(gzip -dc "$f" | tr -cd '\r' | wc -c)
+                ;;
+            *) continue ;;
+        esac
+        if ((carriage_returns > 0)); then
+            die "$f has Windows (CRLF) line endings; convert it to Unix line endings (dos2unix, or git config core.autocrlf input) and start again. Nothing was written to $PGDATA"
+        fi
+    done
+}
+
+psql_init() {
+    psql -v ON_ERROR_STOP=1 --no-psqlrc --no-password --username "$POSTGRES_USER" "$@"
+}
+
+temp_server_start() {
+    # listen_addresses='' : Unix socket only while the init scripts run.
+    local -a options=("$@" -c listen_addresses= -p "${PGPORT:-5432}")
+    pg_ctl -D "$PGDATA" -w -t 120 -o "$(printf '%q ' "${options[@]}")" start
+}
+
+temp_server_stop() {
+    pg_ctl -D "$PGDATA" -m fast -w -t 120 stop
+}
+
+on_init_exit() {
+    local rc=$?
+    if ((rc != 0)); then
+        log "ERROR: initialisation of $PGDATA failed (exit status $rc)"
+        if [[ -f $PGDATA/postmaster.pid ]]; then
+            pg_ctl -D "$PGDATA" -m immediate -w stop >/dev/null 2>&1 || true
+        fi
+        if [[ -e $PGDATA/$MARKER_NAME ]]; then
+            log "ERROR: $PGDATA is left marked incomplete ($MARKER_NAME); fix the init script, then remove the data volume (docker compose down -v, or the stack's reset) and start again"
+        fi
+    fi
+}
+
+run_init_script() {
+    local f=$1
+    case $f in
+        *.sh)
+            if [[ -x $f ]]; then
+                log "running $f"
+                "$f"
+            else
+                log "sourcing $f"
+                # shellcheck disable=SC1090
+                . "$f"
+            fi
+            ;;
+        *.sql)
+            log "running $f"
+            psql_init --dbname "$POSTGRES_DB" -f "$f"
+            ;;
+        *.sql.gz)
+            log "running $f"
+            gzip -dc "$f" | psql_init --dbname "$POSTGRES_DB"
+            ;;
+        *) log "ignoring $f (not *.sh, *.sql or *.sql.gz)" ;;
+    esac
+}
+
+initialise() {
+    check_init_scripts
+    if [[ -z $POSTGRES_PASSWORD && $POSTGRES_HOST_AUTH_METHOD != trust ]]; then
+        die "the database is not initialised and no superuser password is set. Set POSTGRES_PASSWORD (or POSTGRES_PASSWORD_FILE); POSTGRES_HOST_AUTH_METHOD=trust allows TCP connections without a password (never do that outside a throwaway test)"
+    fi
+    if [[ $POSTGRES_HOST_AUTH_METHOD == trust ]]; then
+        log "WARNING: POSTGRES_HOST_AUTH_METHOD=trust: every TCP client can connect as any user without a password"
+    fi
+
+    local -a initdb_args=()
+    # POSTGRES_INITDB_ARGS is split like shell words ("--locale=C --data-checksums").
+    eval "initdb_args=( $POSTGRES_INITDB_ARGS )"
+    [[ -z $POSTGRES_INITDB_WALDIR ]] || initdb_args+=(--waldir "$POSTGRES_INITDB_WALDIR")
+
+    trap on_init_exit EXIT
+    log "initialising $PGDATA (initdb)"
+    if [[ -n $POSTGRES_PASSWORD ]]; then
+        initdb --username="$POSTGRES_USER" --no-instructions \
+            --pwfile=<(printf '%s\n' "$POSTGRES_PASSWORD") "${initdb_args[@]}"
+    else
+        initdb --username="$POSTGRES_USER" --no-instructions "${initdb_args[@]}"
+    fi
+    : >"$PGDATA/$MARKER_NAME"
+
+    cat >"$PGDATA/pg_hba.conf" <<EOF
+# Written by the CleanMateX entrypoint at initialisation.
+# TYPE  DATABASE     USER  ADDRESS  METHOD
+local   all          all            trust
+local   replication  all            trust
+host    all          all   all      $POSTGRES_HOST_AUTH_METHOD
+host    replication  all   all      $POSTGRES_HOST_AUTH_METHOD
+EOF
+    cat >>"$PGDATA/postgresql.conf" <<'EOF'
+
+# Added by the CleanMateX entrypoint at initialisation.
+listen_addresses = '*'
+password_encryption = 'scram-sha-256'
+EOF
+
+    temp_server_start "$@"
+    export PGPASSWORD=${PGPASSWORD:-$POSTGRES_PASSWORD}
+    if [[ $POSTGRES_DB != postgres ]]; then
+        local exists
+        exists=$(psql_init --dbname postgres --tuples-only --no-align -v db="$POSTGRES_DB" \
+            <<<"SELECT 1 FROM pg_database WHERE datname = :'db';")
+        if [[ -z $exists ]]; then
+            log "creating database $POSTGRES_DB"
+            psql_init --dbname postgres -v db="$POSTGRES_DB" <<<'CREATE DATABASE :"db";'
+        fi
+    fi
+    local f
+    for f in "$INITDB_D"/*; do
+        run_init_script "$f"
+    done
+    temp_server_stop
+    rm -f "$PGDATA/$MARKER_NAME"
+    unset PGPASSWORD
+    trap - EXIT
+    log "initialisation complete; starting PostgreSQL"
+}
+
+main() {
+    if [[ ${1:0:1} == - ]]; then
+        set -- postgres "$@"
+    fi
+    if [[ $1 != postgres ]] || wants_help "${@:2}"; then
+        exec "$@"
+    fi
+    load_environment
+    if [[ $(id -u) == 0 ]]; then
+        drop_privileges "$@"
+    fi
+    if [[ -e $PGDATA/$MARKER_NAME ]]; then
+        die "refusing to start: a previous initialisation of $PGDATA did not finish (marker $PGDATA/$MARKER_NAME), so the database may be half-initialised. Fix the failing init script, remove the data volume (docker compose down -v, or the stack's reset) and start again"
+    fi
+    if [[ ! -s $PGDATA/PG_VERSION ]]; then
+        initialise "${@:2}"
+    fi
+    unset POSTGRES_PASSWORD PGPASSWORD
+    exec "$@"
+}
+
+main "$@"

@@ -4,10 +4,10 @@
 
 Plain Python + psycopg2, no Ansible imports: ``plugins/modules/cmx_migrate.py`` is the thin wrapper.
 
-Compatibility contract with the Supabase CLI 2.117 (Go sources ``apps/cli-go/pkg/migration`` and
-``apps/cli-go/pkg/parser`` of github.com/supabase/cli, checked against the real binary):
+Compatibility contract with the Supabase CLI 2.117 (its observable behaviour, checked against the real
+binary in tests/integration/test_supabase_cli.py):
 
-* History table, created exactly like the CLI does (``history.go``)::
+* History table, the same definition the CLI creates::
 
       CREATE SCHEMA IF NOT EXISTS supabase_migrations;
       CREATE TABLE IF NOT EXISTS supabase_migrations.schema_migrations (version text NOT NULL PRIMARY KEY);
@@ -15,15 +15,18 @@ Compatibility contract with the Supabase CLI 2.117 (Go sources ``apps/cli-go/pkg
       ALTER TABLE supabase_migrations.schema_migrations ADD COLUMN IF NOT EXISTS name text;
 
   One row per applied file: ``version`` = the file name's leading digits, ``name`` = the rest without
-  ``.sql``, ``statements`` = the file split into statements by the CLI's tokenizer (ported below).
+  ``.sql``, ``statements`` = the file split into statements by our own lexer (below). The CLI only reads
+  ``version`` (``migration list``, ``db push``); its own splitter cuts a few files at other places, so
+  drift detection compares content, not statement lists.
 * Seed bookkeeping: ``supabase_migrations.seed_files (path text NOT NULL PRIMARY KEY, hash text NOT NULL)``,
   ``path`` relative to the project root (``supabase/seed.sql``), ``hash`` = sha256 hex of the file.
 * Each migration runs in one transaction together with its history row, after ``RESET ALL``.
 
 Differences from the CLI, on purpose:
 
-* Drift: an applied migration whose stored statements differ from its file, or whose file is gone, is
-  reported (the CLI ignores edits and refuses missing files). The caller chooses fail or warn.
+* Drift: an applied migration whose file content no longer matches its stored statements (see
+  ``statements_match_file``), or whose file is gone, is reported (the CLI ignores edits and refuses
+  missing files). The caller chooses fail or warn.
 * Pending files older than the newest applied version are applied (``db push --include-all``) with a
   warning instead of refusing.
 * A seed file whose hash changed is run again (the CLI only updates the hash). Seed SQL must therefore
@@ -36,7 +39,6 @@ import hashlib
 import os
 import re
 import time
-import unicodedata
 from dataclasses import dataclass, field
 
 try:
@@ -86,240 +88,200 @@ class MigrationError(Exception):
 
 
 # --------------------------------------------------------------------------------------------------
-# Statement splitting: a faithful port of the CLI's tokenizer (apps/cli-go/pkg/parser/{token,state}.go).
-# Stored ``statements`` must match the CLI's byte for byte, or drift detection would report false
-# positives for migrations the CLI applied. The port keeps the CLI's quirks on purpose: it walks the
-# input one byte at a time and decodes a rune at every offset (continuation bytes decode as U+FFFD),
-# and a ``(`` ... ``)`` group or ``BEGIN ATOMIC`` ... ``END`` block suspends splitting on ``;``.
+# SQL lexer: our own, written from PostgreSQL's lexical rules ("Lexical Structure" in the manual).
+#
+# It only knows what decides where a statement ends: quoted text (strings, E'' strings, quoted
+# identifiers, dollar-quoted bodies) and comments, in which ';' means nothing, plus parentheses and
+# SQL-standard function bodies (BEGIN ATOMIC ... END), in which ';' does not end the statement either.
+# Everything else is a word, white space, ';', '(', ')' or a single other character.
+# Assumes standard_conforming_strings = on (the default): backslash escapes only in E'' strings.
 # --------------------------------------------------------------------------------------------------
 
-# Go's unicode.IsSpace (strings.TrimSpace uses the same set).
-GO_SPACE = (
-    "\t\n\v\f\r \x85\xa0\u1680"
-    "\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
-    "\u2028\u2029\u202f\u205f\u3000"
-)
-REPLACEMENT_CHAR = "\ufffd"
+# Token kinds
+SPACE = "space"
+COMMENT = "comment"
+QUOTED = "quoted"  # string constant, quoted identifier or dollar-quoted body
+WORD = "word"
+SEMICOLON = "semicolon"
+OPEN = "open"
+CLOSE = "close"
+OTHER = "other"  # any other single character (operators, punctuation, a '$' that quotes nothing)
+
+# A keyword, identifier or number. Identifier characters are letters, digits, '_', '$' (not first) and
+# every non-ASCII character, as in PostgreSQL; white space of any kind ends a word.
+WORD_PATTERN = re.compile(r"(?:\w|[^\x00-\x7f\s])(?:[\w$]|[^\x00-\x7f\s])*")
+# $$ or $tag$, where the tag looks like an identifier without '$' (so $1 is a parameter, not a quote).
+DOLLAR_TAG_PATTERN = re.compile(r"\$(?:[A-Za-z_\u0080-\U0010ffff][A-Za-z0-9_\u0080-\U0010ffff]*)?\$")
+LINE_COMMENT_PATTERN = re.compile(r"--[^\n\r]*")
+SPACE_PATTERN = re.compile(r"\s+")
+SINGLE_CHARACTER_KINDS = {";": SEMICOLON, "(": OPEN, ")": CLOSE}
 
 
-def _decode_rune(buf: bytes, index: int) -> tuple[str, int]:
-    """The rune starting at buf[index] and its width, like Go's utf8.DecodeRune (invalid: U+FFFD, 1)."""
-    first = buf[index]
-    if first < 0x80:
-        return chr(first), 1
-    for width in (2, 3, 4):
-        try:
-            decoded = buf[index : index + width].decode("utf-8")
-        except UnicodeDecodeError:
-            continue
-        if len(decoded) == 1:
-            return decoded, width
-    return REPLACEMENT_CHAR, 1
+def _quoted_end(sql: str, position: int, quote: str, backslash_escapes: bool = False) -> int:
+    """End of quoted text whose body starts at position; a doubled quote stays inside. Unclosed: the end."""
+    while position < len(sql):
+        char = sql[position]
+        if backslash_escapes and char == "\\":
+            position += 2
+        elif char != quote:
+            position += 1
+        elif sql.startswith(quote * 2, position):
+            position += 2
+        else:
+            return position + 1
+    return len(sql)
 
 
-def _decode_last_rune(buf: bytes, start: int, end: int) -> str:
-    """The rune ending at buf[end], like Go's utf8.DecodeLastRune on buf[start:end]."""
-    for width in (1, 2, 3, 4):
-        if end - width < start:
-            break
-        try:
-            decoded = buf[end - width : end].decode("utf-8")
-        except UnicodeDecodeError:
-            continue
-        if len(decoded) == 1:
-            return decoded
-    return REPLACEMENT_CHAR
+def _block_comment_end(sql: str, position: int) -> int:
+    """End of the /* comment opened at position; comments nest. Unclosed: the end."""
+    depth = 0
+    while position < len(sql):
+        if sql.startswith("/*", position):
+            depth += 1
+            position += 2
+        elif sql.startswith("*/", position):
+            depth -= 1
+            position += 2
+            if depth == 0:
+                return position
+        else:
+            position += 1
+    return len(sql)
 
 
-def _is_letter(char: str) -> bool:
-    return unicodedata.category(char).startswith("L")
+def _token_end(sql: str, position: int) -> tuple[str, int]:
+    """Kind and end offset of the token starting at position."""
+    pair = sql[position : position + 2]
+    char = pair[:1]
+    if char.isspace():
+        return SPACE, SPACE_PATTERN.match(sql, position).end()
+    if pair == "--":
+        return COMMENT, LINE_COMMENT_PATTERN.match(sql, position).end()
+    if pair == "/*":
+        return COMMENT, _block_comment_end(sql, position)
+    if char in ("'", '"'):
+        return QUOTED, _quoted_end(sql, position + 1, char)
+    if pair in ("E'", "e'"):  # words are read whole, so this E is not the end of a longer word
+        return QUOTED, _quoted_end(sql, position + 2, "'", backslash_escapes=True)
+    if char == "$":
+        tag = DOLLAR_TAG_PATTERN.match(sql, position)
+        if tag:
+            closing = sql.find(tag.group(), tag.end())
+            return QUOTED, len(sql) if closing < 0 else closing + len(tag.group())
+    word = WORD_PATTERN.match(sql, position)
+    if word:
+        return WORD, word.end()
+    return SINGLE_CHARACTER_KINDS.get(char, OTHER), position + 1
 
 
-def _is_digit(char: str) -> bool:
-    return unicodedata.category(char) == "Nd"
-
-
-def _is_identifier_rune(char: str) -> bool:
-    return _is_letter(char) or _is_digit(char) or char in "_$"
-
-
-def _ends_with(buf: bytes, start: int, end: int, suffix: bytes, ignore_case: bool = False) -> bool:
-    if end - len(suffix) < start:
-        return False
-    window = buf[end - len(suffix) : end]
-    return window.lower() == suffix.lower() if ignore_case else window == suffix
-
-
-def _is_begin_atomic(buf: bytes, start: int, end: int) -> bool:
-    """True when buf[start:end] ends with ``BEGIN <spaces> ATOMIC`` as whole words (state.go)."""
-    atomic_at = end - len(b"ATOMIC")
-    if atomic_at < start or buf[atomic_at:end].lower() != b"atomic":
-        return False
-    if atomic_at > start and _is_identifier_rune(_decode_last_rune(buf, start, atomic_at)):
-        return False
-    prefix_end = atomic_at
-    while prefix_end > start:
-        last = _decode_last_rune(buf, start, prefix_end)
-        if last not in GO_SPACE:
-            break
-        prefix_end -= len(last.encode("utf-8"))
-    begin_at = prefix_end - len(b"BEGIN")
-    if begin_at < start or buf[begin_at:prefix_end].lower() != b"begin":
-        return False
-    if begin_at == start:
-        return True
-    return not _is_identifier_rune(_decode_last_rune(buf, start, begin_at))
-
-
-class _Ready:
-    """Outside any literal or comment: ``;`` ends the statement (returns None)."""
-
-    def next(self, char, buf, start, end):
-        if char == "$":
-            return _Tag(end - 1)
-        if char in "'\"":
-            return _Quote(char)
-        if char == "-":
-            return _LineCommentStart()
-        if char == "/":
-            return _BlockComment()
-        if char == "\\":
-            return _Escape()
-        if char == ";":
-            return None
-        if char == "(":
-            return _Atomic(self, b")")
-        if char in "cC" and _is_begin_atomic(buf, start, end):
-            return _Atomic(self, b"END")
-        return self
-
-
-READY = _Ready()
-
-
-class _LineCommentStart:
-    def next(self, char, buf, start, end):
-        if char == "-":
-            return _Delimited(b"\n")
-        return READY.next(char, buf, start, end)
-
-
-class _BlockComment:
-    def __init__(self):
-        self.depth = 0
-
-    def next(self, char, buf, start, end):
-        if _ends_with(buf, start, end, b"/*"):
-            self.depth += 1
-            return self
-        if self.depth == 0:
-            return READY.next(char, buf, start, end)
-        if _ends_with(buf, start, end, b"*/"):
-            self.depth -= 1
-            if self.depth == 0:
-                return READY
-        return self
-
-
-class _Quote:
-    def __init__(self, delimiter):
-        self.delimiter = delimiter
-        self.escape = False
-
-    def next(self, char, buf, start, end):
-        if self.escape:
-            if char == self.delimiter:  # doubled quote stays inside the literal
-                self.escape = False
-                return self
-            return READY.next(char, buf, start, end)
-        if char == self.delimiter:
-            self.escape = True
-        return self
-
-
-class _Delimited:
-    """Dollar-quoted body or ``--`` comment: nothing is special until the delimiter."""
-
-    def __init__(self, delimiter: bytes):
-        self.delimiter = delimiter
-
-    def next(self, char, buf, start, end):
-        if _ends_with(buf, start, end, self.delimiter):
-            return READY
-        return self
-
-
-class _Tag:
-    def __init__(self, offset):
-        self.offset = offset
-
-    def next(self, char, buf, start, end):
-        if char == "$":
-            return _Delimited(bytes(buf[self.offset : end]))
-        if _is_letter(char) or _is_digit(char) or char == "_":
-            return self
-        return READY.next(char, buf, start, end)
-
-
-class _Escape:
-    def next(self, char, buf, start, end):
-        return READY
-
-
-class _Atomic:
-    def __init__(self, previous, delimiter: bytes):
-        self.previous = previous
-        self.delimiter = delimiter
-
-    def next(self, char, buf, start, end):
-        current = self.previous.next(char, buf, start, end)
-        if current is not None:
-            self.previous = current
-        if isinstance(self.previous, _Ready) and _ends_with(
-            buf, start, end, self.delimiter, ignore_case=True
-        ):
-            return READY
-        return self
+def sql_tokens(sql: str):
+    """(kind, start, end) for every token of sql; the tokens cover sql without gaps."""
+    position = 0
+    while position < len(sql):
+        kind, end = _token_end(sql, position)
+        yield kind, position, end
+        position = end
 
 
 @dataclass(frozen=True)
 class Statement:
     text: str
     line: int  # 1-based line of the statement's first character in its file
-    column: int  # 1-based
+    column: int  # 1-based, in characters
 
 
-def token_ranges(sql: bytes) -> list[tuple[int, int]]:
-    """Byte ranges of the raw tokens (``;`` included) the CLI's ``parser.Split`` emits."""
-    ranges = []
-    start, index, state = 0, 0, READY
-    while index < len(sql):
-        char, width = _decode_rune(sql, index)
-        end = index + width
-        state = state.next(char, sql, start, end)
-        if state is None:  # ';' outside any literal: emit, the next token starts after it
-            ranges.append((start, end))
-            start, index, state = end, end, READY
-            continue
-        index += 1  # the CLI advances one byte, not one rune
-    if start < len(sql):
-        ranges.append((start, len(sql)))
-    return ranges
+def _statement(sql: str, start: int, end: int) -> Statement | None:
+    chunk = sql[start:end]
+    text = chunk.strip()
+    if not text:
+        return None
+    offset = start + len(chunk) - len(chunk.lstrip())
+    line_start = sql.rfind("\n", 0, offset) + 1
+    return Statement(text, sql.count("\n", 0, offset) + 1, offset - line_start + 1)
 
 
-def split_statements(sql: bytes) -> list[Statement]:
-    """Split SQL into statements exactly like the Supabase CLI's ``parser.SplitAndTrim``."""
+def split_statements(sql: str) -> list[Statement]:
+    """Statements of sql, cut at each ';' outside quoted text, comments, parentheses and BEGIN ATOMIC
+    bodies. Each is trimmed of surrounding white space; empty ones are dropped, comment-only ones kept."""
     statements = []
-    for token_start, token_end in token_ranges(sql):
-        token = sql[token_start:token_end].decode("utf-8")
-        text = token.rstrip(";").strip(GO_SPACE)
-        if not text:
+    start = 0
+    parentheses = 0
+    atomic_depth = 0  # inside BEGIN ATOMIC ... END: 1 plus the CASE ... END expressions open in it
+    previous = ""  # text of the previous token that is not white space or a comment
+    for kind, token_start, token_end in sql_tokens(sql):
+        if kind in (SPACE, COMMENT):
             continue
-        offset = token_start + len(token[: len(token) - len(token.lstrip(GO_SPACE))].encode("utf-8"))
-        line_start = sql.rfind(b"\n", 0, offset) + 1
-        column = len(sql[line_start:offset].decode("utf-8")) + 1
-        statements.append(Statement(text, sql.count(b"\n", 0, offset) + 1, column))
+        text = sql[token_start:token_end]
+        if kind == OPEN:
+            parentheses += 1
+        elif kind == CLOSE:
+            parentheses = max(parentheses - 1, 0)
+        elif kind == WORD and previous != ".":  # after '.', a word is a name, never a keyword
+            keyword = text.lower()
+            if atomic_depth and keyword == "case":
+                atomic_depth += 1
+            elif atomic_depth and keyword == "end":
+                atomic_depth -= 1
+            elif keyword == "atomic" and previous.lower() == "begin":
+                atomic_depth = 1
+        elif kind == SEMICOLON and parentheses == 0 and atomic_depth == 0:
+            statement = _statement(sql, start, token_start)
+            if statement:
+                statements.append(statement)
+            start = token_end
+        previous = text
+    statement = _statement(sql, start, len(sql))
+    if statement:
+        statements.append(statement)
     return statements
+
+
+# --------------------------------------------------------------------------------------------------
+# Drift: does a history row's ``statements`` still describe the file? The row may have been written by
+# this module or by the Supabase CLI (``db push``, ``migration repair``), whose splitter cuts some files
+# at other places, so the comparison must not depend on where a splitter cut the file.
+# --------------------------------------------------------------------------------------------------
+
+
+def _is_file_cut_at_separators(sql: str, statements: list[str]) -> bool:
+    """True when sql is exactly the statements in order, with only white space and ';' around them:
+    what any splitter that cuts at ';' and trims produces, wherever it chose to cut."""
+    position = 0
+    for statement in statements:
+        while position < len(sql) and (sql[position] == ";" or sql[position].isspace()):
+            position += 1
+        if not sql.startswith(statement, position):
+            return False
+        position += len(statement)
+    return all(char == ";" or char.isspace() for char in sql[position:])
+
+
+def sql_fingerprint(sql: str) -> list[str]:
+    """The tokens of sql without white space and ';' (trailing white space of a -- comment dropped too).
+
+    Two texts with the same fingerprint differ only in layout: white space and ';' between tokens.
+    Quoted text and comments count as they are, so editing a string, a name or a comment changes it.
+    """
+    fingerprint = []
+    for kind, start, end in sql_tokens(sql):
+        if kind in (SPACE, SEMICOLON):
+            continue
+        text = sql[start:end]
+        fingerprint.append(text.rstrip() if kind == COMMENT and text.startswith("--") else text)
+    return fingerprint
+
+
+def statements_match_file(sql: str, statements: list[str]) -> bool:
+    """Whether recorded statements are the content of sql, however they were split.
+
+    Either the statements are the file cut at some ';' (exact, whatever splitter cut it, even one that
+    cut inside quoted text), or file and statements have the same fingerprint once the statements are
+    joined with line breaks (tolerates re-indenting and other layout-only edits).
+    """
+    statements = list(statements)
+    return _is_file_cut_at_separators(sql, statements) or sql_fingerprint(sql) == sql_fingerprint(
+        "\n".join(statements)
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -332,7 +294,11 @@ class MigrationFile:
     version: str
     name: str
     path: str
-    statements: list[Statement] = field(repr=False)
+    sql: str = field(repr=False)
+    statements: list[Statement] = field(init=False, repr=False)
+
+    def __post_init__(self):
+        self.statements = split_statements(self.sql)
 
     @property
     def filename(self) -> str:
@@ -343,14 +309,13 @@ class MigrationFile:
         return [statement.text for statement in self.statements]
 
 
-def read_sql_file(path: str) -> bytes:
+def read_sql_file(path: str) -> str:
     with open(path, "rb") as handle:
         content = handle.read()
     try:
-        content.decode("utf-8")
+        return content.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise MigrationError(f"{os.path.basename(path)}: not valid UTF-8 ({exc})", file=path) from exc
-    return content
 
 
 def discover_migrations(migrations_dir: str) -> tuple[list[MigrationFile], list[str]]:
@@ -375,7 +340,7 @@ def discover_migrations(migrations_dir: str) -> tuple[list[MigrationFile], list[
             raise MigrationError(f"{filename} and {versions[version]} share version {version}", file=filename)
         versions[version] = filename
         path = os.path.join(migrations_dir, filename)
-        migrations.append(MigrationFile(version, name, path, split_statements(read_sql_file(path))))
+        migrations.append(MigrationFile(version, name, path, read_sql_file(path)))
     return migrations, skipped
 
 
@@ -445,7 +410,7 @@ def plan_migrations(migrations: list[MigrationFile], applied: dict[str, AppliedM
         already_applied += 1
         if row.statements is None:
             unverified.append(migration.filename)
-        elif list(row.statements) != migration.statement_texts:
+        elif not statements_match_file(migration.sql, row.statements):
             drift.append(
                 {
                     "version": migration.version,

@@ -12,9 +12,11 @@ description:
     with its history row, exactly as the Supabase CLI records them. C(supabase migration list --db-url ...)
     therefore shows them as applied, and migrations applied by C(supabase db push) count as applied here.
   - An applied migration whose file content no longer matches the statements recorded for it, or that has
-    no local file any more, is reported as drift. With O(fail_on_drift=true) the module fails before
-    applying anything; otherwise it warns and applies the pending migrations. Drifted files are never
-    re-applied.
+    no local file any more, is reported as drift. Only layout is ignored (white space and C(;) between
+    tokens); a changed name, literal, comment or statement is drift. Rows written by the Supabase CLI
+    compare the same way, wherever its splitter cut the file. With O(fail_on_drift=true) the module
+    fails before applying anything; otherwise it warns and applies the pending migrations. Drifted files
+    are never re-applied.
   - A migration with an SQL error stops the run. The error names the file, the statement, its line and
     column and PostgreSQL's message. Migrations before it stay applied; the failed one is rolled back and
     not recorded.
@@ -77,8 +79,9 @@ options:
     default: true
 notes:
   - Supports check mode. It reads the history in a read-only transaction and reports what would run.
-  - Statements are split with a port of the Supabase CLI 2.117 tokenizer, so the recorded C(statements)
-    match what C(supabase db push) records.
+  - Statements are split at C(;) outside quoted text, comments, parentheses and C(BEGIN ATOMIC) bodies;
+    the recorded C(statements) are those pieces, trimmed. The Supabase CLI only reads C(version) from the
+    history, so C(supabase migration list) and C(supabase db push) see migrations applied by this module.
   - Files that cannot run in a transaction (C(CREATE INDEX CONCURRENTLY), C(VACUUM)) are not supported,
     as with the Supabase CLI.
 requirements:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from ansible_collections.cleanmatex.infra.plugins.module_utils import migrations
 from ansible_collections.cleanmatex.infra.tests.unit.test_migrations_pgcluster import PLUGIN
-from ansible_collections.cleanmatex.infra.tests.unit.test_migrations_split import CLI_TOKENS
+from ansible_collections.cleanmatex.infra.tests.unit.test_migrations_split import SPLIT_CASES
 
 pytest_plugins = [PLUGIN]
 
@@ -26,23 +26,33 @@ pytestmark = pytest.mark.skipif(
     reason="Supabase CLI not installed: run `npm ci` in the repository root (node_modules/.bin/supabase)",
 )
 
-# Executable SQL with every construct the CLI's splitter treats specially.
+# Executable SQL with every construct in which ';' does not end a statement. Both tools must run it:
+# our module in one test, `supabase db push` in another.
 TRICKY_MIGRATION = """\
--- header comment; with a semicolon
-create table public.tricky (id int primary key, note text default 'a;b''c');
-/* block ; comment /* nested ; */ still a comment */
-create function public.tricky_count() returns bigint language plpgsql as $body$
+-- Garment notes; a migration written to exercise statement splitting.
+create table public.garment_notes (
+  id int primary key,
+  note text not null default 'n/a; none', -- a default with a semicolon
+  "label;with;semicolons" text
+);
+/* a block comment; /* nested; */ still inside; */
+create function public.note_count() returns bigint language plpgsql as $fn$
 begin
-  return (select count(*) from public.tricky); -- inner ;
+  -- $$ and ; inside a tagged body
+  return (select count(*) from public.garment_notes);
 end;
-$body$;
-create function public.tricky_sum(a int, b int) returns int language sql
+$fn$;
+create function public.weight_price(kg numeric) returns numeric language sql immutable
 begin atomic
-  select a + b;
+  select round(kg * 2.5, 2);
 end;
-create rule tricky_notify as on insert to public.tricky do also (notify tricky; select 1);
-insert into public.tricky values (1, E'back\\\\slash;'), (2, 'café; crème'), (3, $$it's; fine$$);
--- trailing comment
+create rule garment_notes_log as on delete to public.garment_notes
+  do also (notify garment_notes; notify laundry);
+insert into public.garment_notes (id, note) values
+  (1, 'Don''t tumble dry; hang'),
+  (2, E'starch\\\\light;'),
+  (3, $$collar; cuffs$$);
+-- the end
 """
 
 
@@ -117,7 +127,8 @@ def test_cli_sees_migrations_applied_by_our_module(fresh_db, tmp_path):
     assert push.returncode == 0, push.stderr
     assert "Applying migration" not in push.stderr
     assert "Seeding data" not in push.stderr
-    assert fresh_db.query("select count(*) from public.tricky") == [(3,)]
+    assert fresh_db.query("select count(*) from public.garment_notes") == [(3,)]
+    assert fresh_db.query("select note from public.garment_notes where id = 2") == [("starch\\light;",)]
 
 
 def test_our_module_sees_migrations_pushed_by_the_cli(fresh_db, tmp_path):
@@ -134,29 +145,47 @@ def test_our_module_sees_migrations_pushed_by_the_cli(fresh_db, tmp_path):
     assert result.changed is False
     assert result.applied == []
     assert result.already_applied == len(files)
-    assert result.drift == []  # our split of every file equals the statements the CLI recorded
+    assert result.drift == []  # the CLI recorded its own split; the content is what counts
     assert result.seed_applied is False
     assert fresh_db.query("select count(*) from public.orders") == [(5,)]
 
 
-def test_statements_are_split_like_the_cli(fresh_db, tmp_path):
-    """`migration repair --status applied` records the CLI's split of each file without running it."""
+def test_rows_recorded_by_the_cli_are_not_drift(fresh_db, tmp_path):
+    """`migration repair --status applied` records the CLI's split of each file without running it.
+
+    Its splitter cuts some of these files elsewhere than ours; that must not count as drift, while a
+    real edit afterwards must.
+    """
     project = new_project(tmp_path, with_repository_files=False)
     migrations_dir = project / "supabase" / "migrations"
     versions = []
-    for number, tokens in enumerate(CLI_TOKENS.values(), start=1):
+    for number, (sql, _) in enumerate(SPLIT_CASES.values(), start=1):
         version = f"2024010100{number:04d}"
-        (migrations_dir / f"{version}_case.sql").write_bytes("".join(tokens).encode())
+        (migrations_dir / f"{version}_case.sql").write_text(sql)
         versions.append(version)
 
     repair = run_cli(
         project, "migration", "repair", "--status", "applied", *versions, "--db-url", fresh_db.url
     )
     assert repair.returncode == 0, repair.stderr
-
     recorded = dict(fresh_db.query("select version, statements from supabase_migrations.schema_migrations"))
+    assert sorted(recorded) == versions
     local, _ = migrations.discover_migrations(str(migrations_dir))
-    assert {migration.version: migration.statement_texts for migration in local} == recorded
+    ours = {migration.version: migration.statement_texts for migration in local}
+    assert any(recorded[version] != ours[version] for version in versions), "no case where the splits differ"
+
+    result = our_migrate(fresh_db, project)
+    assert not result.failed, result.msg
+    assert result.drift == []
+    assert result.changed is False
+    assert result.applied == []
+    assert result.already_applied == len(versions)
+
+    edited = migrations_dir / f"{versions[0]}_case.sql"
+    edited.write_text(edited.read_text().replace("garments", "garment_types"))
+    result = our_migrate(fresh_db, project, fail_on_drift=False)
+    assert [item["version"] for item in result.drift] == [versions[0]]
+    assert result.applied == []
 
 
 def cli_status_without_docker(project: Path) -> str:

@@ -178,6 +178,46 @@ def test_drift_only_warns_when_asked_and_is_never_reapplied(fresh_db, tmp_path):
     assert fresh_db.query("select count(*) from public.run_log") == [(3,)]
 
 
+def test_layout_only_edit_is_not_drift(fresh_db, tmp_path):
+    migrations_dir = write_project(tmp_path, SAMPLE_FILES)
+    run(fresh_db, migrations_dir)
+    (migrations_dir / SECOND).write_text(
+        "create table public.widgets (\n  id int primary key,\n  label text\n);\n\n"
+        "insert into public.run_log (version)\n  values ('20240102000000');;\n"
+    )
+
+    result = run(fresh_db, migrations_dir)
+
+    assert not result.failed, result.msg
+    assert result.drift == []
+    assert not result.changed
+
+
+def test_semicolons_in_quotes_comments_and_bodies_do_not_split(fresh_db, tmp_path):
+    sql = (
+        "create table public.labels (id int primary key, txt text, \"odd;name\" text default 'a;b');\n"
+        "/* outer /* inner; */ outer; */\n"
+        "create function public.label_count() returns bigint language plpgsql as $body$\n"
+        "begin\n  return (select count(*) from public.labels); -- ;\nend;\n$body$;\n"
+        "create function public.band(kg numeric) returns text language sql\n"
+        "begin atomic\n  select case when kg > 10 then 'bulk;' else 'single' end;\nend;\n"
+        "create rule labels_notify as on delete to public.labels do also (notify labels; notify audit);\n"
+        "insert into public.labels (id, txt) values (1, E'it\\'s; \\\\'), (2, $$x; y$$), (3, 'don''t;');\n"
+    )
+    migrations_dir = write_project(tmp_path, {"20240101000000_labels.sql": sql})
+
+    result = run(fresh_db, migrations_dir)
+
+    assert not result.failed, result.msg
+    assert len(history(fresh_db)[0][2]) == 5  # the block comment belongs to the function after it
+    assert fresh_db.query("select txt from public.labels order by id") == [
+        ("it's; \\",),
+        ("x; y",),
+        ("don't;",),
+    ]
+    assert fresh_db.query("select public.label_count(), public.band(12)") == [(3, "bulk;")]
+
+
 def test_applied_migration_without_local_file_is_drift(fresh_db, tmp_path):
     migrations_dir = write_project(tmp_path, SAMPLE_FILES)
     run(fresh_db, migrations_dir)

@@ -1,0 +1,1 @@
+../../../../../plugins/module_utils/health_report.py

@@ -1,0 +1,105 @@
+#!/usr/bin/python
+"""Ansible module: PgBouncer's auth_file from PostgreSQL's SCRAM secrets."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: cmx_pgbouncer_userlist
+short_description: Write PgBouncer's user list with the SCRAM secrets read from PostgreSQL
+description:
+  - Logs in to PostgreSQL with the inventory's password and reads the roles' secrets from C(pg_authid).
+  - When that password is refused (it changed in the inventory; the image only reads it on first init),
+    sets it with C(ALTER ROLE) through C(docker exec) and the container's local socket, then reads again.
+  - Writes the user list atomically, only when its content differs, so a re-run reports C(changed=false).
+version_added: 0.1.0
+author: CleanMateX DevOps
+options:
+  host: {description: PostgreSQL host., type: str, default: 127.0.0.1}
+  port: {description: PostgreSQL port., type: int, default: 5432}
+  user: {description: Superuser that owns the database (it can read pg_authid)., type: str, required: true}
+  password: {description: Its password from the inventory., type: str, required: true, no_log: true}
+  dbname: {description: Database to log in to., type: str, required: true}
+  roles: {description: Roles to list (default the user)., type: list, elements: str}
+  container: {description: PostgreSQL container for ALTER ROLE., type: str, default: cmx-postgres}
+  path: {description: The user list file., type: path, required: true}
+  mode: {description: Mode of the file., type: str, default: "0644"}
+notes:
+  - Supports check mode (reads, reports what would change, never alters or writes).
+requirements: [psycopg2]
+"""
+
+EXAMPLES = r"""
+- name: Fill PgBouncer's user list
+  cleanmatex.infra.cmx_pgbouncer_userlist:
+    port: 5432
+    user: cmx_user
+    password: "{{ cmx_postgres_password }}"
+    dbname: cmx_db
+    path: /opt/cmx/secrets/pgbouncer_userlist.txt
+  notify: Restart pgbouncer
+"""
+
+RETURN = r"""
+roles: {description: Roles written to the list., returned: success, type: list, elements: str}
+password_updated: {description: The role's password was set with ALTER ROLE., returned: success, type: bool}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.cleanmatex.infra.plugins.module_utils.files import SyncResult, write_file
+from ansible_collections.cleanmatex.infra.plugins.module_utils.pgbouncer_auth import (
+    Login,
+    read_secrets,
+    sync_password,
+    unsupported_secrets,
+    userlist_text,
+)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "host": {"type": "str", "default": "127.0.0.1"},
+            "port": {"type": "int", "default": 5432},
+            "user": {"type": "str", "required": True},
+            "password": {"type": "str", "required": True, "no_log": True},
+            "dbname": {"type": "str", "required": True},
+            "roles": {"type": "list", "elements": "str"},
+            "container": {"type": "str", "default": "cmx-postgres"},
+            "path": {"type": "path", "required": True},
+            "mode": {"type": "str", "default": "0644"},
+        },
+        supports_check_mode=True,
+    )
+    p = module.params
+    login = Login(p["host"], p["port"], p["user"], p["password"], p["dbname"])
+    roles = p["roles"] or [p["user"]]
+
+    def run(argv: list[str], stdin: str) -> tuple[int, str, str]:
+        return module.run_command(argv, data=stdin, binary_data=False)
+
+    try:
+        if module.check_mode:
+            secrets, updated = read_secrets(login, roles), False
+        else:
+            secrets, updated = sync_password(login, roles, p["container"], run)
+    except ImportError:
+        module.fail_json(
+            msg="psycopg2 is missing on the target: run ./bootstrap.sh and use .venv/bin/ansible-playbook"
+        )
+    except Exception as error:  # connection, auth or ALTER ROLE failures: name where, never the password
+        module.fail_json(msg=f"PostgreSQL at {p['host']}:{p['port']} as {p['user']}: {str(error).strip()}")
+    bad = unsupported_secrets(secrets)
+    if bad:
+        module.fail_json(
+            msg=f"roles {', '.join(bad)} have no SCRAM secret: set password_encryption=scram-sha-256 "
+            "and set their passwords again"
+        )
+    result = SyncResult()
+    write_file(p["path"], userlist_text(secrets), p["mode"], module.check_mode, result)
+    module.exit_json(
+        changed=result.any_changed or updated, roles=[r for r, _ in secrets], password_updated=updated
+    )
+
+
+if __name__ == "__main__":
+    main()

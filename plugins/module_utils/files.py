@@ -6,7 +6,9 @@ Writes are atomic (temporary file in the same folder, then rename), so a reader 
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import shlex
 import stat
 import subprocess
@@ -47,10 +49,30 @@ def _read(path: str) -> bytes | None:
         return None
 
 
-def ensure_directory(path: str, mode: str | int, check_mode: bool, result: SyncResult) -> None:
+def _ids(owner: str | None, group: str | None) -> tuple[int, int]:
+    """Numeric (uid, gid) for names or numbers; -1 leaves that one as it is."""
+    uid = -1 if not owner else int(owner) if str(owner).isdigit() else pwd.getpwnam(owner).pw_uid
+    gid = -1 if not group else int(group) if str(group).isdigit() else grp.getgrnam(group).gr_gid
+    return uid, gid
+
+
+def _owner_differs(path: str, uid: int, gid: int) -> bool:
+    info = os.stat(path)
+    return (uid != -1 and info.st_uid != uid) or (gid != -1 and info.st_gid != gid)
+
+
+def ensure_directory(
+    path: str,
+    mode: str | int,
+    check_mode: bool,
+    result: SyncResult,
+    owner: str | None = None,
+    group: str | None = None,
+) -> None:
     wanted = _mode(mode)
+    uid, gid = _ids(owner, group)
     current = _current_mode(path)
-    if current == wanted and os.path.isdir(path):
+    if current == wanted and os.path.isdir(path) and not _owner_differs(path, uid, gid):
         result.unchanged.append(path)
         return
     result.changed.append(path)
@@ -58,6 +80,7 @@ def ensure_directory(path: str, mode: str | int, check_mode: bool, result: SyncR
         return
     os.makedirs(path, exist_ok=True)
     os.chmod(path, wanted)
+    os.chown(path, uid, gid)
 
 
 def _validate(command: str, candidate: str, path: str) -> None:
@@ -76,18 +99,23 @@ def write_file(
     result: SyncResult,
     validate: str | None = None,
     only_if_missing: bool = False,
+    owner: str | None = None,
+    group: str | None = None,
 ) -> None:
     wanted_mode = _mode(mode)
+    uid, gid = _ids(owner, group)
     data = content.encode()
     current = _read(path)
-    if current is not None and (only_if_missing or current == data) and _current_mode(path) == wanted_mode:
+    same_content = current is not None and (only_if_missing or current == data)
+    if same_content and _current_mode(path) == wanted_mode and not _owner_differs(path, uid, gid):
         result.unchanged.append(path)
         return
-    if current is not None and (only_if_missing or current == data):
-        # Only the mode differs.
+    if same_content:
+        # Only the mode or the owner differs.
         result.changed.append(path)
         if not check_mode:
             os.chmod(path, wanted_mode)
+            os.chown(path, uid, gid)
         return
     result.changed.append(path)
     if check_mode:
@@ -100,6 +128,7 @@ def write_file(
             out.flush()
             os.fsync(out.fileno())
         os.chmod(temp, wanted_mode)
+        os.chown(temp, uid, gid)
         if validate:
             _validate(validate, temp, path)
         os.replace(temp, path)
@@ -114,7 +143,14 @@ def sync(directories: list[dict], files: list[dict], check_mode: bool = False) -
     only_if_missing?}) in order, so an earlier file (compose's .env) exists when a later one is validated."""
     result = SyncResult()
     for entry in directories:
-        ensure_directory(entry["path"], entry["mode"], check_mode, result)
+        ensure_directory(
+            entry["path"],
+            entry["mode"],
+            check_mode,
+            result,
+            owner=entry.get("owner"),
+            group=entry.get("group"),
+        )
     for entry in files:
         write_file(
             entry["path"],
@@ -124,5 +160,7 @@ def sync(directories: list[dict], files: list[dict], check_mode: bool = False) -
             result,
             validate=entry.get("validate"),
             only_if_missing=bool(entry.get("only_if_missing")),
+            owner=entry.get("owner"),
+            group=entry.get("group"),
         )
     return result

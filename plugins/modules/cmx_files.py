@@ -23,6 +23,8 @@ options:
     suboptions:
       path: {description: Absolute path., type: path, required: true}
       mode: {description: Octal mode as a string, e.g. C("0700")., type: str, required: true}
+      owner: {description: User name or uid (default the connecting user)., type: str}
+      group: {description: Group name or gid., type: str}
   files:
     description: Files to write, in this order.
     type: list
@@ -32,6 +34,8 @@ options:
       path: {description: Absolute path., type: path, required: true}
       content: {description: The complete content., type: str, required: true}
       mode: {description: Octal mode as a string., type: str, required: true}
+      owner: {description: User name or uid (default the connecting user)., type: str}
+      group: {description: Group name or gid., type: str}
       validate:
         description: Command run on the new content before it replaces the file; C(%s) is the temporary file.
         type: str
@@ -85,6 +89,8 @@ def main() -> None:
                 "options": {
                     "path": {"type": "path", "required": True},
                     "mode": {"type": "str", "required": True},
+                    "owner": {"type": "str"},
+                    "group": {"type": "str"},
                 },
             },
             "files": {
@@ -97,6 +103,8 @@ def main() -> None:
                     "mode": {"type": "str", "required": True},
                     "validate": {"type": "str"},
                     "only_if_missing": {"type": "bool", "default": False},
+                    "owner": {"type": "str"},
+                    "group": {"type": "str"},
                 },
             },
         },
@@ -106,6 +114,8 @@ def main() -> None:
         result = sync(module.params["directories"], module.params["files"], check_mode=module.check_mode)
     except ValidationError as error:
         module.fail_json(msg=str(error))
+    except KeyError as error:
+        module.fail_json(msg=f"unknown owner or group: {error}")
     except OSError as error:
         module.fail_json(msg=f"could not write {error.filename}: {error.strerror}")
     module.exit_json(

@@ -73,3 +73,16 @@ def test_validate_sees_the_candidate_content(tmp_path):
     target = tmp_path / "x.txt"
     sync([], [{"path": str(target), "content": "needle", "mode": "0644", "validate": "grep -q needle %s"}])
     assert target.read_text() == "needle"
+
+
+def test_owner_and_group_are_applied_and_compared(tmp_path):
+    import grp
+    import pwd
+
+    me = pwd.getpwuid(os.getuid()).pw_name
+    group = grp.getgrgid(os.getgid()).gr_name
+    target = tmp_path / "owned"
+    first = sync([], [{"path": str(target), "content": "x", "mode": "0600", "owner": me, "group": group}])
+    assert first.any_changed
+    again = sync([], [{"path": str(target), "content": "x", "mode": "0600", "owner": str(os.getuid())}])
+    assert not again.any_changed

@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Benchmark: playbooks/backup.yml + restore.yml against raw pg_dump -Fc / pg_restore of the same data.
+
+Generates a ~1 GB database in the stack's application database (pgbench -i -s 70 inside cmx-postgres),
+then times, on the same machine and the same data:
+
+  raw   docker exec cmx-postgres pg_dump -Fc > file           (stdout straight into a host file)
+        CREATE DATABASE; docker exec -i cmx-postgres pg_restore --single-transaction --exit-on-error < file
+  ours  ansible-playbook playbooks/backup.yml                  (dump + globals + Redis + bucket + manifest)
+        ansible-playbook playbooks/restore.yml                 (checksums, globals, pg_restore into a fresh
+                                                                database, row counts, swap, init SQL,
+                                                                Redis, objects, report)
+
+and prints ours / raw (the issue's aim: within 10 %, ratio <= 1.10). Wall-clock times include
+ansible-playbook's own start-up. The generated tables are dropped at the end (--keep-data keeps them),
+and the backups and dump files it wrote are deleted.
+
+Usage: CMX_PROJECT_DIR=... .venv/bin/python bench/backup_restore.py [--inventory inventories/ci]
+       [--scale 70] [--rounds 1]
+It drives the stack of the given inventory: run it where that database may be restored over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+CONTAINER = "cmx-postgres"
+PGBENCH_TABLES = "pgbench_accounts, pgbench_branches, pgbench_history, pgbench_tellers"
+
+
+class _Loader(yaml.SafeLoader):
+    """Inventory YAML; vaulted values are not needed here."""
+
+
+_Loader.add_constructor("!vault", lambda loader, node: None)
+
+
+def inventory_vars(inventory: Path) -> dict:
+    values: dict = {}
+    for path in sorted((inventory / "group_vars" / "all").glob("*.yml")):
+        text = path.read_text()
+        if text.startswith("$ANSIBLE_VAULT"):
+            continue
+        for key, value in (yaml.load(text, Loader=_Loader) or {}).items():
+            if not (isinstance(value, str) and "{{" in value):
+                values[key] = value
+    return values
+
+
+def environment() -> dict[str, str]:
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "ANSIBLE_NOCOLOR": "1"}
+    return env
+
+
+def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    done = subprocess.run(cmd, cwd=ROOT, env=environment(), capture_output=True, **kw)
+    if done.returncode != 0:
+        out = done.stdout if isinstance(done.stdout, str) else (done.stdout or b"").decode(errors="replace")
+        err = done.stderr if isinstance(done.stderr, str) else (done.stderr or b"").decode(errors="replace")
+        sys.exit(f"bench: {' '.join(cmd)} failed:\n{out[-3000:]}\n{err[-3000:]}")
+    return done
+
+
+def timed(cmd: list[str], **kw) -> float:
+    start = time.perf_counter()
+    run(cmd, **kw)
+    return time.perf_counter() - start
+
+
+class Postgres:
+    def __init__(self, inv: dict):
+        self.user, self.db = inv["cmx_postgres_user"], inv["cmx_postgres_db"]
+        os.environ["PGPASSWORD"] = str(inv["cmx_postgres_password"])  # for `docker exec -e PGPASSWORD`
+
+    def exec(self, *argv: str, interactive: bool = False) -> list[str]:
+        return ["docker", "exec", *(["-i"] if interactive else []), "-e", "PGPASSWORD", CONTAINER, *argv]
+
+    def sql(self, statement: str, db: str = "postgres") -> str:
+        cmd = self.exec(
+            "psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-U", self.user, "-d", db, "-c", statement
+        )
+        return run(cmd, text=True).stdout.strip()
+
+
+def raw_round(pg: Postgres, workdir: Path) -> tuple[float, float]:
+    dump = workdir / "raw.dump"
+    start = time.perf_counter()
+    with open(dump, "wb") as target:
+        run(pg.exec("pg_dump", "-Fc", "-U", pg.user, "-d", pg.db), stdout=target)
+    dumped = time.perf_counter() - start
+
+    scratch = "cmx_bench_raw_restore"
+    pg.sql(f"DROP DATABASE IF EXISTS {scratch}")
+    start = time.perf_counter()
+    pg.sql(f"CREATE DATABASE {scratch} TEMPLATE template0")
+    with open(dump, "rb") as source:
+        argv = pg.exec(
+            "pg_restore",
+            "--single-transaction",
+            "--exit-on-error",
+            "-U",
+            pg.user,
+            "-d",
+            scratch,
+            interactive=True,
+        )
+        run(argv, stdin=source)
+    restored = time.perf_counter() - start
+    pg.sql(f"DROP DATABASE {scratch}")
+    dump.unlink()
+    return dumped, restored
+
+
+def ours_round(inventory: str, backup_dir: Path) -> tuple[float, float]:
+    play = [str(BIN / "ansible-playbook"), "-i", inventory, "-e", f"cmx_backup_dir={backup_dir}"]
+    dumped = timed([*play, "playbooks/backup.yml"])
+    restored = timed([*play, "playbooks/restore.yml"])
+    return dumped, restored
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--inventory", default="inventories/ci")
+    parser.add_argument("--scale", type=int, default=70, help="pgbench scale (70 = about 1 GB)")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--keep-data", action="store_true", help="leave the pgbench tables in place")
+    args = parser.parse_args()
+    if "CMX_PROJECT_DIR" not in os.environ:
+        sys.exit("bench: set CMX_PROJECT_DIR to the stack's project folder (as the ci inventory reads it)")
+
+    inventory = Path(args.inventory)
+    inventory = inventory if inventory.is_absolute() else ROOT / inventory
+    vault_pass = inventory / ".vault-pass-ci"
+    if vault_pass.is_file():
+        os.environ.setdefault("ANSIBLE_VAULT_PASSWORD_FILE", str(vault_pass))
+    pg = Postgres(inventory_vars(inventory))
+
+    print(f"generating: pgbench -i -s {args.scale} in {pg.db} ...", flush=True)
+    generated = timed(pg.exec("pgbench", "-i", "-q", "-s", str(args.scale), "-U", pg.user, pg.db))
+    size = pg.sql(f"SELECT pg_size_pretty(pg_database_size('{pg.db}'))", pg.db)
+    rows = pg.sql("SELECT count(*) FROM pgbench_accounts", pg.db)
+    print(f"generated in {generated:.1f} s: database {size}, pgbench_accounts {rows} rows", flush=True)
+
+    workdir = Path(tempfile.mkdtemp(prefix="cmx-bench-"))
+    raw, ours = [], []
+    try:
+        for n in range(args.rounds):
+            raw.append(raw_round(pg, workdir))
+            print(f"round {n + 1} raw : dump {raw[-1][0]:6.1f} s  restore {raw[-1][1]:6.1f} s", flush=True)
+            ours.append(ours_round(str(inventory), workdir / "backups"))
+            print(f"round {n + 1} ours: dump {ours[-1][0]:6.1f} s  restore {ours[-1][1]:6.1f} s", flush=True)
+        dump_size = sum(f.stat().st_size for f in (workdir / "backups").rglob("*.dump"))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        if not args.keep_data:
+            pg.sql(f"DROP TABLE IF EXISTS {PGBENCH_TABLES}", pg.db)
+            print("dropped the pgbench tables")
+
+    med = statistics.median
+    raw_dump, raw_restore = med(r[0] for r in raw), med(r[1] for r in raw)
+    our_dump, our_restore = med(o[0] for o in ours), med(o[1] for o in ours)
+    print()
+    print(
+        f"database {size}, last custom-format dump {dump_size / 1e6:.0f} MB, median of {args.rounds} round(s)"
+    )
+    print(f"{'':18}{'raw':>10}{'ours':>10}{'ratio':>8}")
+    print(f"{'backup (dump)':18}{raw_dump:9.1f}s{our_dump:9.1f}s{our_dump / raw_dump:8.2f}")
+    print(f"{'restore':18}{raw_restore:9.1f}s{our_restore:9.1f}s{our_restore / raw_restore:8.2f}")
+    total_raw, total_ours = raw_dump + raw_restore, our_dump + our_restore
+    ratio = total_ours / total_raw
+    print(f"{'backup + restore':18}{total_raw:9.1f}s{total_ours:9.1f}s{ratio:8.2f}")
+    print(f"target ratio <= 1.10: {'met' if ratio <= 1.10 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()

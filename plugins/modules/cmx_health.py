@@ -15,91 +15,13 @@ description:
     each C(status) + C(latency)) and C(version); errors are returned separately in RV(errors), never inside
     RV(report)."
   - Read-only (C(changed=false)); check mode runs the probes too.
+  - V(database), V(redis) and V(storage) are always in the report (down when not listed); other service names
+    (V(pgbouncer), V(supabase)) are added as listed. O(services[].container) is ignored here.
 version_added: "0.1.0"
 author: CleanMateX DevOps
+extends_documentation_fragment:
+  - cleanmatex.infra.probe_services
 options:
-  services:
-    description:
-      - The services to probe, each under its report key (O(services[].name)).
-      - V(database), V(redis) and V(storage) are always in the report (down when not listed);
-        other names (V(pgbouncer), V(supabase)) are added as listed.
-    type: list
-    elements: dict
-    required: true
-    suboptions:
-      name:
-        description: Name used in results and messages.
-        type: str
-        required: true
-      type:
-        description: Probe type.
-        type: str
-        required: true
-        choices: [postgres, redis, s3, http, tcp]
-      dsn:
-        description: PostgreSQL URL or key=value DSN. Discrete options below override its parts.
-        type: str
-      url:
-        description:
-          - V(redis) C(redis://[:password@]host:port/db); V(http) the URL to GET;
-            V(s3) alias of O(services[].endpoint).
-        type: str
-      host:
-        description: Host (postgres, redis, tcp).
-        type: str
-      port:
-        description: Port (postgres, redis, tcp).
-        type: int
-      user:
-        description: PostgreSQL user, or Redis ACL user name.
-        type: str
-      password:
-        description: PostgreSQL or Redis password.
-        type: str
-      dbname:
-        description: PostgreSQL database.
-        type: str
-      sslmode:
-        description: PostgreSQL sslmode (applied only when the DSN sets none).
-        type: str
-        default: disable
-      endpoint:
-        description: S3 endpoint, C(http://host:port).
-        type: str
-      health_path:
-        description:
-          - S3 engine health path (SeaweedFS C(/healthz), MinIO C(/minio/health/live)); empty skips it.
-        type: str
-        default: /healthz
-      bucket:
-        description: S3 bucket for the signed C(HEAD); needs the keys.
-        type: str
-      access_key:
-        description: S3 access key.
-        type: str
-      secret_key:
-        description: S3 secret key.
-        type: str
-      region:
-        description: S3 signing region.
-        type: str
-        default: us-east-1
-      expected_status:
-        description: Accepted HTTP status codes (http).
-        type: list
-        elements: int
-        default: [200]
-      method:
-        description: HTTP method (http).
-        type: str
-        default: GET
-        choices: [GET, HEAD]
-      headers:
-        description: Extra HTTP request headers (http), e.g. a Supabase C(apikey).
-        type: dict
-      container:
-        description: Ignored here (accepted so one list can serve cmx_wait_healthy too).
-        type: str
   probe_timeout:
     description: Seconds one probe may take.
     type: float

@@ -20,86 +20,9 @@ description:
   - Never changes anything (C(changed=false)).
 version_added: "0.1.0"
 author: CleanMateX DevOps
+extends_documentation_fragment:
+  - cleanmatex.infra.probe_services
 options:
-  services:
-    description: The services to wait for.
-    type: list
-    elements: dict
-    required: true
-    suboptions:
-      name:
-        description: Name used in results and messages.
-        type: str
-        required: true
-      type:
-        description: Probe type.
-        type: str
-        required: true
-        choices: [postgres, redis, s3, http, tcp]
-      dsn:
-        description: PostgreSQL URL or key=value DSN. Discrete options below override its parts.
-        type: str
-      url:
-        description:
-          - V(redis) C(redis://[:password@]host:port/db); V(http) the URL to GET;
-            V(s3) alias of O(services[].endpoint).
-        type: str
-      host:
-        description: Host (postgres, redis, tcp).
-        type: str
-      port:
-        description: Port (postgres, redis, tcp).
-        type: int
-      user:
-        description: PostgreSQL user, or Redis ACL user name.
-        type: str
-      password:
-        description: PostgreSQL or Redis password.
-        type: str
-      dbname:
-        description: PostgreSQL database.
-        type: str
-      sslmode:
-        description: PostgreSQL sslmode (applied only when the DSN sets none).
-        type: str
-        default: disable
-      endpoint:
-        description: S3 endpoint, C(http://host:port).
-        type: str
-      health_path:
-        description:
-          - S3 engine health path (SeaweedFS C(/healthz), MinIO C(/minio/health/live)); empty skips it.
-        type: str
-        default: /healthz
-      bucket:
-        description: S3 bucket for the signed C(HEAD); needs the keys.
-        type: str
-      access_key:
-        description: S3 access key.
-        type: str
-      secret_key:
-        description: S3 secret key.
-        type: str
-      region:
-        description: S3 signing region.
-        type: str
-        default: us-east-1
-      expected_status:
-        description: Accepted HTTP status codes (http).
-        type: list
-        elements: int
-        default: [200]
-      method:
-        description: HTTP method (http).
-        type: str
-        default: GET
-        choices: [GET, HEAD]
-      headers:
-        description: Extra HTTP request headers (http), e.g. a Supabase C(apikey).
-        type: dict
-      container:
-        description: Container whose log tail is shown when this service never comes up.
-        type: str
   timeout:
     description: Seconds to wait for all services.
     type: float

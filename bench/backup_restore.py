@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Benchmark: playbooks/backup.yml + restore.yml against raw pg_dump -Fc / pg_restore of the same data.
 
-Generates a ~1 GB database in the stack's application database (pgbench -i -s 70 inside cmx-postgres),
-then times, on the same machine and the same data:
+Generates a ~1 GB database in the stack's application database (pgbench -i -s 70 inside cmx-postgres,
+or with --data random 5M rows of random text and numbers from generate_series, which compress like
+real data), then times, on the same machine and the same data:
 
   raw   docker exec cmx-postgres pg_dump -Fc > file           (stdout straight into a host file)
         CREATE DATABASE; docker exec -i cmx-postgres pg_restore --single-transaction --exit-on-error < file
@@ -16,7 +17,7 @@ ansible-playbook's own start-up. The generated tables are dropped at the end (--
 and the backups and dump files it wrote are deleted.
 
 Usage: CMX_PROJECT_DIR=... .venv/bin/python bench/backup_restore.py [--inventory inventories/ci]
-       [--scale 70] [--rounds 1]
+       [--data pgbench|random] [--scale 70] [--rows 5000000] [--rounds 1]
 It drives the stack of the given inventory: run it where that database may be restored over.
 """
 
@@ -38,6 +39,21 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 CONTAINER = "cmx-postgres"
 PGBENCH_TABLES = "pgbench_accounts, pgbench_branches, pgbench_history, pgbench_tellers"
+RANDOM_TABLE = "bench_random"
+# --data random: about 1 GB of rows that compress like real data (random hex text, numbers, timestamps),
+# unlike pgbench's blank-padded rows (1 GB of pgbench_accounts dumps to about 20 MB).
+RANDOM_SQL = f"""
+DROP TABLE IF EXISTS {RANDOM_TABLE};
+CREATE TABLE {RANDOM_TABLE} (
+  id bigint PRIMARY KEY, ref text NOT NULL, amount numeric(12, 2), note text, created_at timestamptz
+);
+INSERT INTO {RANDOM_TABLE}
+SELECT g, md5(g::text), (random() * 10000)::numeric(12, 2),
+       md5(random()::text) || md5(random()::text) || md5(random()::text),
+       now() - random() * interval '1000 days'
+FROM generate_series(1, %(rows)d) g;
+VACUUM ANALYZE {RANDOM_TABLE};
+"""
 
 
 class _Loader(yaml.SafeLoader):
@@ -65,7 +81,8 @@ def environment() -> dict[str, str]:
 
 
 def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
-    done = subprocess.run(cmd, cwd=ROOT, env=environment(), capture_output=True, **kw)
+    kw.setdefault("stdout", subprocess.PIPE)
+    done = subprocess.run(cmd, cwd=ROOT, env=environment(), stderr=subprocess.PIPE, **kw)
     if done.returncode != 0:
         out = done.stdout if isinstance(done.stdout, str) else (done.stdout or b"").decode(errors="replace")
         err = done.stderr if isinstance(done.stderr, str) else (done.stderr or b"").decode(errors="replace")
@@ -133,7 +150,9 @@ def ours_round(inventory: str, backup_dir: Path) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inventory", default="inventories/ci")
+    parser.add_argument("--data", choices=["pgbench", "random"], default="pgbench", help="what to generate")
     parser.add_argument("--scale", type=int, default=70, help="pgbench scale (70 = about 1 GB)")
+    parser.add_argument("--rows", type=int, default=5_000_000, help="--data random: rows (5M = about 1 GB)")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--keep-data", action="store_true", help="leave the pgbench tables in place")
     args = parser.parse_args()
@@ -147,11 +166,23 @@ def main() -> None:
         os.environ.setdefault("ANSIBLE_VAULT_PASSWORD_FILE", str(vault_pass))
     pg = Postgres(inventory_vars(inventory))
 
-    print(f"generating: pgbench -i -s {args.scale} in {pg.db} ...", flush=True)
-    generated = timed(pg.exec("pgbench", "-i", "-q", "-s", str(args.scale), "-U", pg.user, pg.db))
+    if args.data == "pgbench":
+        print(f"generating: pgbench -i -s {args.scale} in {pg.db} ...", flush=True)
+        generated = timed(pg.exec("pgbench", "-i", "-q", "-s", str(args.scale), "-U", pg.user, pg.db))
+        table, drop = "pgbench_accounts", PGBENCH_TABLES
+    else:
+        print(f"generating: {args.rows} random rows in {pg.db}.{RANDOM_TABLE} ...", flush=True)
+        script = RANDOM_SQL % {"rows": args.rows}
+        generated = timed(
+            pg.exec(
+                "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", pg.user, "-d", pg.db, interactive=True
+            ),
+            input=script.encode(),
+        )
+        table, drop = RANDOM_TABLE, RANDOM_TABLE
     size = pg.sql(f"SELECT pg_size_pretty(pg_database_size('{pg.db}'))", pg.db)
-    rows = pg.sql("SELECT count(*) FROM pgbench_accounts", pg.db)
-    print(f"generated in {generated:.1f} s: database {size}, pgbench_accounts {rows} rows", flush=True)
+    rows = pg.sql(f"SELECT count(*) FROM {table}", pg.db)
+    print(f"generated in {generated:.1f} s: database {size}, {table} {rows} rows", flush=True)
 
     workdir = Path(tempfile.mkdtemp(prefix="cmx-bench-"))
     raw, ours = [], []
@@ -161,19 +192,21 @@ def main() -> None:
             print(f"round {n + 1} raw : dump {raw[-1][0]:6.1f} s  restore {raw[-1][1]:6.1f} s", flush=True)
             ours.append(ours_round(str(inventory), workdir / "backups"))
             print(f"round {n + 1} ours: dump {ours[-1][0]:6.1f} s  restore {ours[-1][1]:6.1f} s", flush=True)
-        dump_size = sum(f.stat().st_size for f in (workdir / "backups").rglob("*.dump"))
+        dumps = sorted((workdir / "backups").glob("*/postgres/*.dump"))
+        dump_size = dumps[-1].stat().st_size if dumps else 0
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         if not args.keep_data:
-            pg.sql(f"DROP TABLE IF EXISTS {PGBENCH_TABLES}", pg.db)
-            print("dropped the pgbench tables")
+            pg.sql(f"DROP TABLE IF EXISTS {drop}", pg.db)
+            print(f"dropped the generated tables ({drop})")
 
     med = statistics.median
     raw_dump, raw_restore = med(r[0] for r in raw), med(r[1] for r in raw)
     our_dump, our_restore = med(o[0] for o in ours), med(o[1] for o in ours)
     print()
     print(
-        f"database {size}, last custom-format dump {dump_size / 1e6:.0f} MB, median of {args.rounds} round(s)"
+        f"{args.data} data: database {size}, custom-format dump {dump_size / 1e6:.0f} MB, "
+        f"median of {args.rounds} round(s)"
     )
     print(f"{'':18}{'raw':>10}{'ours':>10}{'ratio':>8}")
     print(f"{'backup (dump)':18}{raw_dump:9.1f}s{our_dump:9.1f}s{our_dump / raw_dump:8.2f}")

@@ -1,0 +1,403 @@
+# Copyright: CleanMateX DevOps
+# Apache-2.0 (see galaxy.yml)
+"""PostgreSQL half of a backup and a restore: pg_dump/pg_dumpall/pg_restore run inside the server's
+container (same major version as the server, whatever the host has), row counts over psycopg2.
+
+Dump: one REPEATABLE READ transaction exports its snapshot; ``pg_dump --snapshot`` dumps exactly that
+snapshot while the same transaction counts the rows of every table in a second thread. The counts in
+the manifest are therefore those of the dump, even with the application writing meanwhile, and
+counting costs no extra wall time.
+
+Restore: roles first (``prepare_globals_sql``), then ``pg_restore --single-transaction --exit-on-error``
+into a freshly created ``<db>__restore`` database. Its row counts are compared with the manifest before
+anything is replaced; only then is the live database dropped (``WITH (FORCE)``) and the new one renamed
+into place. A failed restore therefore leaves the current database untouched. Last, the stack's init SQL
+runs again in it: pg_dump without ``--create`` does not carry database-level grants (CONNECT for
+``cmx_readonly``), and that script is their source of truth.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+
+from ansible_collections.cleanmatex.infra.plugins.module_utils import backup
+from ansible_collections.cleanmatex.infra.plugins.module_utils.backup_exec import (
+    ExecError,
+    exec_capture,
+    exec_from_file,
+    exec_to_file,
+)
+
+try:
+    import psycopg2
+    from psycopg2 import extensions, sql
+except ImportError:  # reported by the modules through missing_required_lib
+    psycopg2 = None
+
+DUMP_DIR = "postgres"
+GLOBALS_FILE = f"{DUMP_DIR}/globals.sql"
+RESTORE_SUFFIX = "__restore"
+MAX_IDENTIFIER = 63
+
+TABLES_SQL = """
+SELECT n.nspname, c.relname
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r'
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname !~ '^pg_(toast|temp_)'
+ORDER BY 1, 2
+"""
+DATABASE_SQL = """
+SELECT pg_catalog.pg_export_snapshot(),
+       pg_catalog.current_setting('server_version'),
+       pg_catalog.current_setting('server_version_num')::int,
+       pg_catalog.pg_get_userbyid(d.datdba),
+       pg_catalog.pg_encoding_to_char(d.encoding),
+       pg_catalog.to_jsonb(d)
+FROM pg_catalog.pg_database d
+WHERE d.datname = pg_catalog.current_database()
+"""
+_SECRET_IN_SQL = re.compile(r"(PASSWORD\s+)'[^']*'", re.IGNORECASE)
+
+
+class PostgresBackupError(backup.BackupError):
+    """A dump or restore step failed; the message says which one and why."""
+
+
+def connect(params: dict, dbname: str | None = None, application_name: str = "cmx_backup"):
+    """psycopg2 connection from ``host/port/user/password/dbname/sslmode`` (None values dropped)."""
+    kwargs = {key: value for key, value in params.items() if value not in (None, "")}
+    if dbname:
+        kwargs["dbname"] = dbname
+    kwargs.setdefault("connect_timeout", 10)
+    kwargs["application_name"] = application_name
+    return psycopg2.connect(**kwargs)
+
+
+def mask_secrets(text: str) -> str:
+    """Error output of psql may quote a statement; never let a (hashed) password through."""
+    return _SECRET_IN_SQL.sub(r"\1'***'", text or "")
+
+
+def dump_file_name(database: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", database) or "database"
+    return f"{DUMP_DIR}/{safe}.dump"
+
+
+def table_row_counts(cursor) -> dict[str, int]:
+    """Exact ``count(*)`` of every ordinary table (partitions included), keyed ``schema.table``."""
+    cursor.execute(TABLES_SQL)
+    tables = cursor.fetchall()
+    counts = {}
+    for schema, table in tables:
+        cursor.execute(
+            sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+        )
+        counts[f"{schema}.{table}"] = cursor.fetchone()[0]
+    return counts
+
+
+INSERTED_SQL = """
+SELECT n.nspname, c.relname, coalesce(pg_catalog.pg_stat_get_tuples_inserted(c.oid), 0)
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r'
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname !~ '^pg_(toast|temp_)'
+ORDER BY 1, 2
+"""
+
+
+def restored_row_counts(
+    connection: dict, database: str, expected: dict[str, int], exact: bool = False, wait: float = 3.0
+) -> tuple[dict[str, int], str]:
+    """Row counts of a database pg_restore has just filled, and how they were obtained.
+
+    Fast path: the database is brand new and only pg_restore wrote to it, in one committed transaction,
+    so the rows each table holds are the rows inserted into it, which the statistics count
+    (``pg_stat_get_tuples_inserted``) without reading 1 GB of freshly written pages. The statistics of
+    the exiting pg_restore session may take a moment to be flushed: they are read again for ``wait``
+    seconds while they differ from ``expected``. Anything still different, or ``exact``, is settled
+    with ``count(*)`` on every table.
+    """
+    conn = connect(connection, dbname=database, application_name="cmx_restore")
+    conn.autocommit = True  # each read sees fresh statistics
+    try:
+        cursor = conn.cursor()
+        if not exact:
+            deadline = time.monotonic() + wait
+            while True:
+                cursor.execute(INSERTED_SQL)
+                inserted = {f"{schema}.{table}": rows for schema, table, rows in cursor.fetchall()}
+                if inserted == expected:
+                    return inserted, "rows inserted by pg_restore (statistics of the new database)"
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+        return table_row_counts(cursor), "count(*)"
+    finally:
+        conn.close()
+
+
+def _tool_version(container: str, tool: str, docker: str) -> str:
+    result = exec_capture(container, [tool, "--version"], docker=docker)
+    return re.sub(r"^\S+ \(PostgreSQL\) ", "", result.stdout.decode().strip())
+
+
+def dump(
+    *,
+    connection: dict,
+    container: str,
+    folder: str,
+    compression: str = "",
+    docker: str = "docker",
+) -> dict:
+    """Dump the database of ``connection`` and the cluster's roles into ``folder/postgres/``.
+
+    Returns ``{"files": {relpath: {size, sha256}}, "postgres": {...manifest section...}}``.
+    """
+    user, database = connection["user"], connection["dbname"]
+    env = {"PGPASSWORD": connection["password"]} if connection.get("password") else {}
+    os.makedirs(os.path.join(folder, DUMP_DIR), mode=0o700, exist_ok=True)
+    dump_rel = dump_file_name(database)
+
+    conn = connect(connection, application_name="cmx_backup")
+    try:
+        conn.set_session(isolation_level=extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
+        cursor = conn.cursor()
+        cursor.execute(DATABASE_SQL)
+        snapshot, server_version, version_num, owner, encoding, row = cursor.fetchone()
+
+        counted: dict = {}
+
+        def count():
+            try:
+                counted["tables"] = table_row_counts(cursor)
+            except Exception as exc:  # reported after pg_dump ended
+                counted["error"] = exc
+
+        counter = threading.Thread(target=count, name="cmx-backup-row-counts")
+        counter.start()
+        argv = [
+            "pg_dump",
+            "--format=custom",
+            "--no-password",
+            f"--snapshot={snapshot}",
+            f"--username={user}",
+            f"--dbname={database}",
+        ]
+        if compression:
+            argv.append(f"--compress={compression}")
+        try:
+            dumped = exec_to_file(container, argv, os.path.join(folder, dump_rel), env=env, docker=docker)
+        finally:
+            counter.join()
+        if "error" in counted:
+            raise PostgresBackupError(f"counting the rows of the snapshot failed: {counted['error']}")
+        conn.rollback()
+    finally:
+        conn.close()
+
+    globals_dumped = exec_to_file(
+        container,
+        ["pg_dumpall", "--globals-only", "--no-password", f"--username={user}"],
+        os.path.join(folder, GLOBALS_FILE),
+        env=env,
+        docker=docker,
+    )
+    pg_dump_version = _tool_version(container, "pg_dump", docker)
+    return {
+        "files": {
+            dump_rel: {"size": dumped.size, "sha256": dumped.sha256},
+            GLOBALS_FILE: {"size": globals_dumped.size, "sha256": globals_dumped.sha256},
+        },
+        "postgres": {
+            "server_version": server_version,
+            "server_version_num": version_num,
+            "pg_dump_version": pg_dump_version,
+            "database": database,
+            "owner": owner,
+            "encoding": encoding,
+            "collate": row.get("datcollate"),
+            "ctype": row.get("datctype"),
+            "locale_provider": row.get("datlocprovider"),
+            "icu_locale": row.get("datlocale") or row.get("daticulocale"),
+            "dump_file": dump_rel,
+            "globals_file": GLOBALS_FILE,
+            "dump_seconds": round(dumped.seconds, 3),
+            "tables": counted["tables"],
+        },
+    }
+
+
+def restore_database_name(database: str) -> str:
+    """Name of the scratch database a restore goes into (PostgreSQL truncates names at 63 bytes)."""
+    base = database.encode()[: MAX_IDENTIFIER - len(RESTORE_SUFFIX)].decode(errors="ignore")
+    return base + RESTORE_SUFFIX
+
+
+def create_database_sql(name: str, owner: str, section: dict, with_locale: bool = True):
+    """``CREATE DATABASE`` from template0 with the backed-up database's encoding and locale."""
+    parts = [
+        sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0").format(
+            sql.Identifier(name), sql.Identifier(owner)
+        )
+    ]
+    if section.get("encoding"):
+        parts.append(sql.SQL("ENCODING {}").format(sql.Literal(section["encoding"])))
+    if with_locale:
+        provider = {"c": "libc", "i": "icu", "b": "builtin"}.get(section.get("locale_provider") or "c")
+        if provider == "libc":
+            if section.get("collate"):
+                parts.append(sql.SQL("LC_COLLATE {}").format(sql.Literal(section["collate"])))
+            if section.get("ctype"):
+                parts.append(sql.SQL("LC_CTYPE {}").format(sql.Literal(section["ctype"])))
+    return sql.SQL(" ").join(parts)
+
+
+def _drop_database(cursor, name: str, version_num: int) -> None:
+    force = sql.SQL(" WITH (FORCE)") if version_num >= 130000 else sql.SQL("")
+    cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)) + force)
+
+
+def _role_exists(cursor, role: str) -> bool:
+    cursor.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", (role,))
+    return cursor.fetchone() is not None
+
+
+def restore(
+    *,
+    connection: dict,
+    container: str,
+    folder: str,
+    section: dict,
+    managed_roles: list[str],
+    check_counts: bool = True,
+    exact_counts: bool = False,
+    init_sql: str = "",
+    docker: str = "docker",
+    maintenance_db: str = "postgres",
+) -> dict:
+    """Restore the manifest's ``postgres`` section from ``folder`` (checksums already verified).
+
+    Returns ``{"tables": counts after restore, "problems": count differences, "warnings": [...]}``.
+    """
+    user, database = connection["user"], connection["dbname"]
+    env = {"PGPASSWORD": connection["password"]} if connection.get("password") else {}
+    scratch = restore_database_name(database)
+    warnings: list[str] = []
+
+    # 1. Roles (the dump's owners and grants refer to them).
+    with open(os.path.join(folder, section["globals_file"]), encoding="utf-8") as handle:
+        globals_sql = backup.prepare_globals_sql(handle.read(), managed_roles)
+    try:
+        exec_capture(
+            container,
+            [
+                "psql",
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "--no-password",
+                f"--username={user}",
+                f"--dbname={maintenance_db}",
+            ],
+            env=env,
+            stdin=globals_sql.encode(),
+            docker=docker,
+        )
+    except ExecError as exc:
+        raise PostgresBackupError(f"restoring the roles (globals) failed: {mask_secrets(str(exc))}") from exc
+
+    admin = connect(connection, dbname=maintenance_db, application_name="cmx_restore")
+    admin.autocommit = True
+    try:
+        cursor = admin.cursor()
+        cursor.execute("SELECT pg_catalog.current_setting('server_version_num')::int")
+        version_num = cursor.fetchone()[0]
+        owner = section.get("owner") or user
+        if not _role_exists(cursor, owner):
+            warnings.append(f"owner role {owner} of the backed-up database does not exist; {user} owns it")
+            owner = user
+
+        # 2. A fresh scratch database with the original encoding and locale.
+        _drop_database(cursor, scratch, version_num)
+        try:
+            cursor.execute(create_database_sql(scratch, owner, section))
+        except psycopg2.Error as exc:
+            warnings.append(
+                f"locale of the backup not available here ({str(exc).strip()}); server default used"
+            )
+            cursor.execute(create_database_sql(scratch, owner, section, with_locale=False))
+
+        # 3. pg_restore, all or nothing.
+        dump_path = os.path.join(folder, section["dump_file"])
+        try:
+            restored = exec_from_file(
+                container,
+                [
+                    "pg_restore",
+                    "--single-transaction",
+                    "--exit-on-error",
+                    "--no-password",
+                    f"--username={user}",
+                    f"--dbname={scratch}",
+                ],
+                dump_path,
+                env=env,
+                docker=docker,
+            )
+        except ExecError as exc:
+            _drop_database(cursor, scratch, version_num)
+            raise PostgresBackupError(
+                f"pg_restore of {section['dump_file']} failed, nothing was replaced: {mask_secrets(str(exc))}"
+            ) from exc
+
+        # 4. Same rows as the dump's snapshot?
+        expected = section.get("tables") or {}
+        tables, counted_by = restored_row_counts(connection, scratch, expected, exact=exact_counts)
+        problems = backup.compare_counts(expected, tables)
+        if problems and check_counts:
+            _drop_database(cursor, scratch, version_num)
+            raise PostgresBackupError(
+                "row counts after pg_restore differ from the manifest, nothing was replaced: "
+                + "; ".join(problems)
+            )
+
+        # 5. Swap: the live database goes, the restored one takes its name.
+        _drop_database(cursor, database, version_num)
+        cursor.execute(
+            sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                sql.Identifier(scratch), sql.Identifier(database)
+            )
+        )
+    finally:
+        admin.close()
+
+    # 6. The stack's init SQL again: database-level grants (pg_dump without --create does not carry them).
+    if init_sql:
+        try:
+            exec_capture(
+                container,
+                ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-password", f"--username={user}",
+                 f"--dbname={database}", f"--file={init_sql}"],
+                env=env,
+                docker=docker,
+            )  # fmt: skip
+        except ExecError as exc:
+            raise PostgresBackupError(
+                f"the database was restored, but re-running {init_sql} failed: {mask_secrets(str(exc))}"
+            ) from exc
+    return {
+        "tables": tables,
+        "report": backup.count_report(section.get("tables") or {}, tables),
+        "counted_by": counted_by,
+        "problems": problems,
+        "warnings": warnings,
+        "restore_seconds": round(restored.seconds, 3),
+    }

@@ -1,0 +1,129 @@
+# Copyright: CleanMateX DevOps
+# Apache-2.0 (see galaxy.yml)
+"""One backup of the stack: a new folder, PostgreSQL, Redis and the bucket copied in parallel, the
+manifest last, then the retention. plugins/modules/cmx_backup.py is the thin wrapper.
+
+The three copies are independent, so they run side by side (threads: each mostly waits on a docker
+exec pipe or an HTTP socket); the backup takes as long as the PostgreSQL dump alone. If any part fails
+the folder is removed and the error names the part: a folder exists only complete, with its manifest.
+"""
+
+from __future__ import annotations
+
+import datetime
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from ansible_collections.cleanmatex.infra.plugins.module_utils import (
+    backup,
+    backup_postgres,
+    backup_redis,
+    backup_s3,
+)
+
+
+def utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def iso(moment: datetime.datetime) -> str:
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def run_backup(
+    *,
+    root: str,
+    postgres: dict,
+    redis: dict,
+    storage: dict,
+    environment: str,
+    project: str,
+    keep: int,
+    docker: str = "docker",
+) -> dict:
+    """Take a complete backup under ``root``; returns the manifest, the folder, what the retention deleted.
+
+    ``postgres``: container, connection (host, port, user, password, dbname, sslmode), compression.
+    ``redis``: container, password, timeout.
+    ``storage``: endpoint_url, access_key, secret_key, region, bucket, engine, workers.
+    """
+    started = utc_now()
+    name, folder = backup.create_backup_dir(root, started)
+    timings: dict[str, float] = {}
+
+    def timed(part: str, function, *args, **kwargs):
+        begin = time.monotonic()
+        try:
+            return function(*args, **kwargs)
+        except Exception as exc:
+            raise backup.BackupError(f"{part}: {exc}") from exc
+        finally:
+            timings[part] = round(time.monotonic() - begin, 3)
+
+    client = backup_s3.Client(
+        storage["endpoint_url"],
+        storage["access_key"],
+        storage["secret_key"],
+        storage.get("region") or "us-east-1",
+    )
+    try:
+        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="cmx-backup") as pool:
+            pg_job = pool.submit(
+                timed,
+                "PostgreSQL",
+                backup_postgres.dump,
+                connection=postgres["connection"],
+                container=postgres["container"],
+                folder=folder,
+                compression=postgres.get("compression") or "",
+                docker=docker,
+            )
+            redis_job = pool.submit(
+                timed,
+                "Redis",
+                backup_redis.dump,
+                redis["container"],
+                folder,
+                redis.get("password") or "",
+                docker,
+                float(redis.get("timeout") or 600),
+            )
+            s3_job = pool.submit(
+                timed,
+                "storage",
+                backup_s3.backup_bucket,
+                client,
+                storage["bucket"],
+                folder,
+                int(storage.get("workers") or 8),
+            )
+            pg_part, redis_part, s3_part = pg_job.result(), redis_job.result(), s3_job.result()
+        files = {**pg_part["files"], **redis_part["files"], **s3_part["files"]}
+        unlisted = backup.unlisted_files(folder, {"files": files})
+        if unlisted:
+            raise backup.BackupError(f"files no backup step reported: {', '.join(unlisted[:10])}")
+        manifest = backup.build_manifest(
+            name=name,
+            created_at=iso(started),
+            finished_at=iso(utc_now()),
+            environment=environment,
+            project=project,
+            files=files,
+            postgres=pg_part["postgres"],
+            redis=redis_part["redis"],
+            storage={
+                "engine": storage.get("engine") or "",
+                "bucket": storage["bucket"],
+                "object_count": len(s3_part["objects"]),
+                "bytes": s3_part["bytes"],
+                "objects": s3_part["objects"],
+            },
+        )
+        manifest["seconds"] = timings
+        backup.write_manifest(folder, manifest)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    deleted = backup.prune(root, keep, protect=(name,)) if keep > 0 else []
+    return {"name": name, "path": folder, "manifest": manifest, "deleted": deleted}

@@ -1,0 +1,217 @@
+# Copyright: CleanMateX DevOps
+# Apache-2.0 (see galaxy.yml)
+"""Copy every object of a bucket into a backup folder and back, with the standard library only.
+
+Path-style requests signed by module_utils/s3sig.py (SigV4, as cmx_s3_bucket does): ListObjectsV2 with
+continuation tokens, GET streamed into a file while its sha256 is computed, PUT streamed from the file
+with that sha256 as the signed payload hash (the server checks the body against it). No boto3, so it
+runs on any target that has Python, and several transfers run in parallel threads.
+
+Object bodies are stored content-addressed (``objects/<ab>/<sha256>``, see backup.object_file): any key,
+even ``../x`` or ``a/`` next to ``a/b``, maps to a safe file name, and identical bodies are stored once.
+The manifest keeps key -> file, size, sha256, Content-Type and user metadata (x-amz-meta-*).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from ansible_collections.cleanmatex.infra.plugins.module_utils import backup, s3sig
+
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+# Headers kept with an object and sent again on restore.
+KEPT_HEADERS = (
+    "content-type",
+    "content-encoding",
+    "content-disposition",
+    "content-language",
+    "cache-control",
+)
+
+
+class S3BackupError(backup.BackupError):
+    """An S3 request failed; the message names the operation, the key and the HTTP status."""
+
+
+@dataclass
+class Client:
+    url: str
+    access_key: str
+    secret_key: str
+    region: str = s3sig.DEFAULT_REGION
+    timeout: float = 60.0
+
+    def open(
+        self,
+        method: str,
+        path: str,
+        query: list[tuple[str, str]] | None = None,
+        headers=None,
+        body=None,
+        payload_hash: str | None = None,
+    ):
+        """Send a signed request; returns the open response (caller reads and closes it)."""
+        url = self.url.rstrip("/") + path
+        if query:
+            url += "?" + urllib.parse.urlencode(query, quote_via=urllib.parse.quote)
+        signed = s3sig.sign(
+            method,
+            url,
+            self.access_key,
+            self.secret_key,
+            region=self.region,
+            headers=dict(headers or {}),
+            payload_hash=payload_hash or s3sig.EMPTY_SHA256,
+        )
+        request = urllib.request.Request(s3sig.encode_url_path(url), data=body, method=method, headers=signed)
+        return _OPENER.open(request, timeout=self.timeout)
+
+
+def object_path(bucket: str, key: str) -> str:
+    return f"/{bucket}/{key}"
+
+
+def _error(operation: str, exc: Exception) -> S3BackupError:
+    if isinstance(exc, urllib.error.HTTPError):
+        body = exc.read(65536)
+        try:
+            code = ET.fromstring(body).findtext("Code") or ""
+        except ET.ParseError:
+            code = body[:200].decode(errors="replace").strip()
+        hint = " (check the S3 access key and secret key)" if exc.code in (401, 403) else ""
+        return S3BackupError(f"{operation}: HTTP {exc.code} {code}{hint}".rstrip())
+    return S3BackupError(f"{operation}: {exc}")
+
+
+def _strip_namespaces(root: ET.Element) -> ET.Element:
+    for element in root.iter():
+        element.tag = element.tag.rsplit("}", 1)[-1]
+    return root
+
+
+def parse_list_page(body: bytes) -> tuple[list[dict], str | None]:
+    """One ListObjectsV2 page: ([{"key", "size", "etag"}], next continuation token or None)."""
+    root = _strip_namespaces(ET.fromstring(body))
+    url_encoded = (root.findtext("EncodingType") or "").lower() == "url"
+    objects = []
+    for node in root.findall("Contents"):
+        key = node.findtext("Key") or ""
+        if url_encoded:  # S3 form-encodes: a space is "+", a "+" is "%2B" (as botocore decodes it)
+            key = urllib.parse.unquote_plus(key)
+        objects.append(
+            {
+                "key": key,
+                "size": int(node.findtext("Size") or 0),
+                "etag": (node.findtext("ETag") or "").strip('"'),
+            }
+        )
+    truncated = (root.findtext("IsTruncated") or "false").lower() == "true"
+    token = root.findtext("NextContinuationToken")
+    if truncated and not token:
+        raise S3BackupError("ListObjectsV2: the listing is truncated but has no continuation token")
+    return objects, token if truncated else None
+
+
+def list_objects(client: Client, bucket: str) -> list[dict]:
+    """Every object of the bucket, in key order."""
+    objects: list[dict] = []
+    token = None
+    while True:
+        query = [("encoding-type", "url"), ("list-type", "2"), ("max-keys", "1000")]
+        if token:
+            query.append(("continuation-token", token))
+        try:
+            with client.open("GET", f"/{bucket}", query) as response:
+                page, token = parse_list_page(response.read())
+        except (urllib.error.URLError, OSError) as exc:
+            raise _error(f"list the objects of bucket {bucket}", exc) from exc
+        objects.extend(page)
+        if not token:
+            return sorted(objects, key=lambda item: item["key"])
+
+
+def download(client: Client, bucket: str, key: str, folder: str) -> dict:
+    """GET one object into the folder's content-addressed store; returns its manifest entry."""
+    staging = os.path.join(folder, "objects", ".incoming")
+    os.makedirs(staging, mode=0o700, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=staging)
+    try:
+        with os.fdopen(fd, "wb") as target, client.open("GET", object_path(bucket, key)) as response:
+            size, sha = backup.copy_stream(response, target)
+            headers = {name.lower(): value for name, value in response.headers.items()}
+        relpath = backup.object_file(sha)
+        final = os.path.join(folder, relpath)
+        os.makedirs(os.path.dirname(final), mode=0o700, exist_ok=True)
+        os.replace(temporary, final)  # identical bodies: same name, same content
+    except (urllib.error.URLError, OSError) as exc:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise _error(f"download s3://{bucket}/{key}", exc) from exc
+    return {
+        "key": key,
+        "size": size,
+        "sha256": sha,
+        "file": relpath,
+        "headers": {name: headers[name] for name in KEPT_HEADERS if name in headers},
+        "metadata": {
+            name[len("x-amz-meta-") :]: value
+            for name, value in headers.items()
+            if name.startswith("x-amz-meta-")
+        },
+    }
+
+
+def upload(client: Client, bucket: str, entry: dict, folder: str) -> None:
+    """PUT one object from the backup folder, signed with its (already verified) sha256."""
+    path = os.path.join(folder, backup.safe_relpath(entry["file"]))
+    headers = {"Content-Length": str(entry["size"])}
+    headers.update({name.title(): value for name, value in (entry.get("headers") or {}).items()})
+    headers.update({f"x-amz-meta-{name}": value for name, value in (entry.get("metadata") or {}).items()})
+    try:
+        with (
+            open(path, "rb") as body,
+            client.open(
+                "PUT",
+                object_path(bucket, entry["key"]),
+                headers=headers,
+                body=body if entry["size"] else b"",
+                payload_hash=entry["sha256"],
+            ) as response,
+        ):
+            response.read()
+    except (urllib.error.URLError, OSError) as exc:
+        raise _error(f"upload s3://{bucket}/{entry['key']}", exc) from exc
+
+
+def backup_bucket(client: Client, bucket: str, folder: str, workers: int = 8) -> dict:
+    """Download every object. Returns ``{"objects": [...], "files": {relpath: {size, sha256}}}``."""
+    listed = list_objects(client, bucket)
+    with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
+        entries = list(pool.map(lambda item: download(client, bucket, item["key"], folder), listed))
+    staging = os.path.join(folder, "objects", ".incoming")
+    if os.path.isdir(staging):
+        os.rmdir(staging)
+    files = {entry["file"]: {"size": entry["size"], "sha256": entry["sha256"]} for entry in entries}
+    return {"objects": entries, "files": files, "bytes": sum(entry["size"] for entry in entries)}
+
+
+def restore_bucket(client: Client, bucket: str, folder: str, objects: list[dict], workers: int = 8) -> dict:
+    """PUT every object of the manifest; report the objects in the bucket that the backup does not have."""
+    with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
+        list(pool.map(lambda entry: upload(client, bucket, entry, folder), objects))
+    wanted = {entry["key"] for entry in objects}
+    present = list_objects(client, bucket)
+    extra = [item["key"] for item in present if item["key"] not in wanted]
+    missing = sorted(wanted - {item["key"] for item in present})
+    if missing:
+        raise S3BackupError(
+            f"objects missing from bucket {bucket} after the restore: {', '.join(missing[:20])}"
+        )
+    return {"uploaded": len(objects), "bytes": sum(entry["size"] for entry in objects), "extra": extra}

@@ -1,0 +1,203 @@
+#!/usr/bin/python
+# Copyright: CleanMateX DevOps
+# Apache-2.0 (see galaxy.yml)
+
+DOCUMENTATION = r"""
+---
+module: cmx_backup_postgres
+short_description: Dump or restore the CleanMateX PostgreSQL database with the server container's own tools
+description:
+  - O(action=dump) runs C(pg_dump --format=custom) and C(pg_dumpall --globals-only) inside O(container)
+    (so the tools always have the server's major version) and streams their output into
+    C(<folder>/postgres/) on the host, computing sha256 on the way. The dump is taken from a snapshot
+    exported by a REPEATABLE READ transaction that counts every table's rows at the same time, so the
+    row counts returned belong exactly to the dump.
+  - O(action=restore) restores the roles (existing ones are kept; the login role's password stays the
+    inventory's), then runs C(pg_restore --single-transaction --exit-on-error) into a freshly created
+    C(<db>__restore) database, compares its row counts with the manifest and only then drops the live
+    database (C(WITH (FORCE))) and renames the restored one into place. Any failure before the swap leaves
+    the live database as it was. Then O(init_sql) runs in it.
+  - Passwords reach the container by environment (C(docker exec -e PGPASSWORD)), never on a command line.
+version_added: 0.1.0
+author: CleanMateX DevOps
+options:
+  action:
+    description: Dump or restore.
+    type: str
+    required: true
+    choices: [dump, restore]
+  container:
+    description: The PostgreSQL container.
+    type: str
+    default: cmx-postgres
+  connection:
+    description: How to reach the server from the host (for the snapshot, row counts, CREATE/DROP DATABASE).
+    type: dict
+    required: true
+    suboptions:
+      host: {description: Host., type: str, default: 127.0.0.1}
+      port: {description: Port., type: int, default: 5432}
+      user: {description: Role (the stack's owner role, a superuser)., type: str, required: true}
+      password: {description: Its password., type: str, no_log: true}
+      dbname: {description: The application database., type: str, required: true}
+      sslmode:
+        description: libpq sslmode.
+        type: str
+        default: disable
+        choices: [disable, allow, prefer, require, verify-ca, verify-full]
+  folder:
+    description: The backup folder (written by a dump, read by a restore).
+    type: path
+    required: true
+  compression:
+    description: C(pg_dump --compress) value (for example C(zstd:3) or C(lz4)); empty keeps pg_dump's default.
+    type: str
+    default: ""
+  section:
+    description: The manifest's C(postgres) section (O(action=restore)).
+    type: dict
+    default: {}
+  managed_roles:
+    description: Roles whose attributes and password a restore leaves alone (default the connection's user).
+    type: list
+    elements: str
+    default: []
+  check_counts:
+    description: Refuse to replace the live database when the restored row counts differ from the manifest.
+    type: bool
+    default: true
+  exact_counts:
+    description:
+      - Count the restored rows with C(count(*)) on every table. By default the counts come from the new
+        database's insert statistics (only pg_restore wrote to it, in one transaction, so rows inserted
+        are rows present) and C(count(*)) settles any difference; on a large database that saves a full
+        read of every freshly written page.
+    type: bool
+    default: false
+  init_sql:
+    description:
+      - SQL file inside O(container) run in the restored database after the swap (O(action=restore)), for
+        the database-level grants a dump without C(--create) does not carry. The stack's init SQL is
+        C(/docker-entrypoint-initdb.d/001-init.sql). Empty runs nothing.
+    type: str
+    default: ""
+requirements:
+  - psycopg2 on the target, the docker CLI
+"""
+
+EXAMPLES = r"""
+- name: Dump the database into a backup folder
+  cleanmatex.infra.cmx_backup_postgres:
+    action: dump
+    connection: {port: 5432, user: cmx_user, password: "{{ cmx_postgres_password }}", dbname: cmx_db}
+    folder: /opt/cmx/backups/20250601T120000Z
+  no_log: true
+"""
+
+RETURN = r"""
+files:
+  description: Files written (relative path to size and sha256).
+  returned: dump
+  type: dict
+postgres:
+  description: The manifest's postgres section (versions, database settings, row counts per table).
+  returned: dump
+  type: dict
+tables:
+  description: Row counts per table of the restored database.
+  returned: restore
+  type: dict
+report:
+  description: One line per table - rows after the restore, rows in the backup, ok or DIFFERS.
+  returned: restore
+  type: list
+  elements: str
+counted_by:
+  description: How the restored rows were counted (insert statistics of the new database, or count(*)).
+  returned: restore
+  type: str
+problems:
+  description: Row count differences with the manifest (restore with O(check_counts=false)).
+  returned: restore
+  type: list
+  elements: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.cleanmatex.infra.plugins.module_utils import backup, backup_postgres
+from ansible_collections.cleanmatex.infra.plugins.module_utils.backup_exec import ExecError
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "action": {"type": "str", "required": True, "choices": ["dump", "restore"]},
+            "container": {"type": "str", "default": "cmx-postgres"},
+            "connection": {
+                "type": "dict",
+                "required": True,
+                "options": {
+                    "host": {"type": "str", "default": "127.0.0.1"},
+                    "port": {"type": "int", "default": 5432},
+                    "user": {"type": "str", "required": True},
+                    "password": {"type": "str", "no_log": True},
+                    "dbname": {"type": "str", "required": True},
+                    "sslmode": {
+                        "type": "str",
+                        "default": "disable",
+                        "choices": ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"],
+                    },
+                },
+            },
+            "folder": {"type": "path", "required": True},
+            "compression": {"type": "str", "default": ""},
+            "section": {"type": "dict", "default": {}},
+            "managed_roles": {"type": "list", "elements": "str", "default": []},
+            "check_counts": {"type": "bool", "default": True},
+            "exact_counts": {"type": "bool", "default": False},
+            "init_sql": {"type": "str", "default": ""},
+        },
+        supports_check_mode=False,
+    )
+    if backup_postgres.psycopg2 is None:
+        module.fail_json(msg=missing_required_lib("psycopg2"))
+    docker = module.get_bin_path("docker", required=True)
+    params = module.params
+    connection = params["connection"]
+    try:
+        if params["action"] == "dump":
+            result = backup_postgres.dump(
+                connection=connection,
+                container=params["container"],
+                folder=params["folder"],
+                compression=params["compression"],
+                docker=docker,
+            )
+            module.exit_json(changed=True, **result)
+        section = params["section"]
+        if not section.get("dump_file") or not section.get("globals_file"):
+            module.fail_json(msg="section must be the manifest's postgres section (dump_file, globals_file)")
+        result = backup_postgres.restore(
+            connection=connection,
+            container=params["container"],
+            folder=params["folder"],
+            section=section,
+            managed_roles=params["managed_roles"] or [connection["user"]],
+            check_counts=params["check_counts"],
+            exact_counts=params["exact_counts"],
+            init_sql=params["init_sql"],
+            docker=docker,
+        )
+        for warning in result.pop("warnings"):
+            module.warn(warning)
+        module.exit_json(changed=True, **result)
+    except (backup.BackupError, ExecError) as exc:
+        module.fail_json(msg=str(exc))
+    except backup_postgres.psycopg2.Error as exc:
+        module.fail_json(msg=f"PostgreSQL error during {params['action']}: {str(exc).strip()}")
+    except OSError as exc:
+        module.fail_json(msg=f"{params['action']} failed: {exc}")
+
+
+if __name__ == "__main__":
+    main()

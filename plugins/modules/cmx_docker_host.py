@@ -8,8 +8,9 @@ module: cmx_docker_host
 short_description: Report the Docker engine, Compose v2, image build tools, OS family and init system
 description:
   - Asks C(docker version) and C(docker compose version), looks for the image build tools on C(PATH), reads
-    C(/etc/os-release) and whether PID 1 is systemd, all in one call. Read-only; never fails on what it finds:
-    the caller decides (the docker_host role installs or stops with a message).
+    C(/etc/os-release) and whether PID 1 is systemd, all in one call.
+  - Read-only, and never fails on what it finds. The caller decides (the docker_host role installs or stops
+    with a message).
 version_added: 0.1.0
 author: CleanMateX DevOps
 options:

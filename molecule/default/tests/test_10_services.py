@@ -12,7 +12,7 @@ import redis
 from botocore.config import Config
 from conftest import inspect, stack_containers
 
-EXPECTED = ["cmx-pgbouncer", "cmx-postgres", "cmx-redis", "cmx-redis-commander", "cmx-storage"]
+EXPECTED = ["cmx-health", "cmx-pgbouncer", "cmx-postgres", "cmx-redis", "cmx-redis-commander", "cmx-storage"]
 
 
 def pg(inv, port_key="cmx_postgres_port", password=None, **kw):

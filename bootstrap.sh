@@ -19,9 +19,14 @@ fi
 want=$(cat requirements.txt requirements-compose.txt | sha256sum | cut -d' ' -f1)
 stamp=.venv/.requirements.sha256
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "bootstrap: installing the pinned toolchain into .venv ..."
-  .venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
-  .venv/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements-compose.txt
+  echo "bootstrap: installing the pinned toolchain into .venv (log: .venv/pip.log) ..."
+  if ! { .venv/bin/pip install --disable-pip-version-check -r requirements.txt \
+         && .venv/bin/pip install --disable-pip-version-check --require-hashes --no-deps -r requirements-compose.txt
+       } > .venv/pip.log 2>&1; then
+    tail -n 40 .venv/pip.log >&2
+    echo "bootstrap: pip failed (full log: .venv/pip.log)" >&2
+    exit 1
+  fi
   echo "$want" > "$stamp"
 fi
 echo "bootstrap: .venv ready ($(.venv/bin/ansible --version | head -1))"

@@ -176,4 +176,6 @@ def ansible_env():
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     env["ANSIBLE_FORCE_COLOR"] = "0"
     env["ANSIBLE_NOCOLOR"] = "1"
+    # Each test says whether Ansible gets the vault password; the test runner's own setting must not leak in.
+    env.pop("ANSIBLE_VAULT_PASSWORD_FILE", None)
     return env

@@ -1,0 +1,70 @@
+#!/usr/bin/python
+"""Ansible module: may a converge stop early because nothing changed?"""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: cmx_stack_state
+short_description: Tell whether the stack is exactly as the last full converge left it
+description:
+  - Compares O(fingerprint) with the one the last full converge recorded in C(<project_dir>/.converged)
+    and checks that every container in O(containers) is running and healthy.
+  - Read-only. RV(up_to_date) true lets a playbook skip the converge; RV(reasons) says why not otherwise.
+  - With O(record=true) it writes the fingerprint instead (the last step of a full converge).
+version_added: 0.1.0
+author: CleanMateX DevOps
+options:
+  project_dir: {description: The rendered stack's folder., type: path, required: true}
+  fingerprint: {description: Hash of everything the converge depends on., type: str, required: true}
+  containers:
+    {description: Containers that must be running and healthy., type: list, elements: str, default: []}
+  record: {description: Write the fingerprint (after a successful full converge)., type: bool, default: false}
+notes:
+  - Supports check mode.
+"""
+
+EXAMPLES = r"""
+- name: Decide whether anything needs doing
+  cleanmatex.infra.cmx_stack_state:
+    project_dir: /opt/cmx
+    fingerprint: "{{ my_fingerprint }}"
+    containers: [cmx-postgres, cmx-redis]
+  register: state
+"""
+
+RETURN = r"""
+up_to_date: {description: Same fingerprint and every container healthy., returned: always, type: bool}
+reasons: {description: Why a full converge is needed., returned: always, type: list, elements: str}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.cleanmatex.infra.plugins.module_utils.files import SyncResult, write_file
+from ansible_collections.cleanmatex.infra.plugins.module_utils.stack_state import (
+    STAMP,
+    stamp_content,
+    why_not_up_to_date,
+)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "project_dir": {"type": "path", "required": True},
+            "fingerprint": {"type": "str", "required": True},
+            "containers": {"type": "list", "elements": "str", "default": []},
+            "record": {"type": "bool", "default": False},
+        },
+        supports_check_mode=True,
+    )
+    p = module.params
+    if p["record"]:
+        result = SyncResult()
+        path = f"{p['project_dir']}/{STAMP}"
+        write_file(path, stamp_content(p["fingerprint"]), "0644", module.check_mode, result)
+        module.exit_json(changed=result.any_changed, up_to_date=True, reasons=[])
+    reasons = why_not_up_to_date(p["project_dir"], p["fingerprint"], p["containers"])
+    module.exit_json(changed=False, up_to_date=not reasons, reasons=reasons)
+
+
+if __name__ == "__main__":
+    main()

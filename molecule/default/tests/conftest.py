@@ -8,8 +8,12 @@ import subprocess
 import time
 from pathlib import Path
 
+import boto3
+import psycopg2
 import pytest
+import redis
 import yaml
+from botocore.config import Config
 
 INVENTORY = Path(os.environ.get("CMX_INVENTORY", Path(__file__).parents[3] / "inventories" / "ci"))
 PROJECT_DIR = Path(os.environ.get("CMX_PROJECT_DIR", Path(__file__).parents[3] / ".cmx"))
@@ -72,4 +76,38 @@ def all_healthy() -> bool:
     names = stack_containers()
     return bool(names) and all(
         inspect(name)["State"].get("Health", {}).get("Status") == "healthy" for name in names
+    )
+
+
+# Real clients of the stack, always through the ports published on 127.0.0.1.
+
+
+def pg_connect(inv: dict, port_key: str = "cmx_postgres_port", password: str | None = None, autocommit=True):
+    conn = psycopg2.connect(
+        host="127.0.0.1",
+        port=inv[port_key],
+        user=inv["cmx_postgres_user"],
+        password=inv["cmx_postgres_password"] if password is None else password,
+        dbname=inv["cmx_postgres_db"],
+        sslmode="disable",
+        connect_timeout=5,
+    )
+    conn.autocommit = autocommit
+    return conn
+
+
+def redis_client(inv: dict, db: int = 0) -> redis.Redis:
+    return redis.Redis(
+        host="127.0.0.1", port=inv["cmx_redis_port"], password=inv["cmx_redis_password"], db=db
+    )
+
+
+def s3_client(inv: dict, secret: str | None = None):
+    return boto3.client(
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{inv['cmx_s3_port']}",
+        aws_access_key_id=inv["cmx_s3_access_key"],
+        aws_secret_access_key=secret or inv["cmx_s3_secret_key"],
+        region_name="us-east-1",
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
     )

@@ -5,38 +5,12 @@ from __future__ import annotations
 import re
 import uuid
 
-import boto3
 import psycopg2
 import pytest
 import redis
-from botocore.config import Config
-from conftest import inspect, stack_containers
+from conftest import inspect, pg_connect, s3_client, stack_containers
 
 EXPECTED = ["cmx-health", "cmx-pgbouncer", "cmx-postgres", "cmx-redis", "cmx-redis-commander", "cmx-storage"]
-
-
-def pg(inv, port_key="cmx_postgres_port", password=None, **kw):
-    return psycopg2.connect(
-        host="127.0.0.1",
-        port=inv[port_key],
-        user=inv["cmx_postgres_user"],
-        password=inv["cmx_postgres_password"] if password is None else password,
-        dbname=inv["cmx_postgres_db"],
-        connect_timeout=5,
-        sslmode="disable",
-        **kw,
-    )
-
-
-def s3(inv, secret=None):
-    return boto3.client(
-        "s3",
-        endpoint_url=f"http://127.0.0.1:{inv['cmx_s3_port']}",
-        aws_access_key_id=inv["cmx_s3_access_key"],
-        aws_secret_access_key=secret or inv["cmx_s3_secret_key"],
-        region_name="us-east-1",
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
-    )
 
 
 def test_every_service_is_running_and_healthy():
@@ -65,7 +39,7 @@ def test_no_anonymous_volumes():
 
 
 def test_postgres_answers_a_real_query_with_checksums_and_settings(inv):
-    with pg(inv) as conn, conn.cursor() as cur:
+    with pg_connect(inv) as conn, conn.cursor() as cur:
         cur.execute(
             "SELECT now(), current_setting('data_checksums'), current_setting('shared_buffers'),"
             " current_setting('max_connections')::int"
@@ -79,7 +53,7 @@ def test_postgres_answers_a_real_query_with_checksums_and_settings(inv):
 
 def test_init_sql_extensions_and_readonly_role_with_default_privileges(inv):
     table = f"t_{uuid.uuid4().hex[:8]}"
-    with pg(inv) as conn, conn.cursor() as cur:
+    with pg_connect(inv) as conn, conn.cursor() as cur:
         cur.execute("SELECT extname FROM pg_extension WHERE extname IN ('uuid-ossp', 'pgcrypto') ORDER BY 1")
         assert [r[0] for r in cur.fetchall()] == ["pgcrypto", "uuid-ossp"]
         # A table created after init is still readable by cmx_readonly (ALTER DEFAULT PRIVILEGES).
@@ -93,7 +67,7 @@ def test_init_sql_extensions_and_readonly_role_with_default_privileges(inv):
 
 
 def test_pgbouncer_answers_through_scram(inv):
-    with pg(inv, "cmx_pgbouncer_port") as conn, conn.cursor() as cur:
+    with pg_connect(inv, "cmx_pgbouncer_port") as conn, conn.cursor() as cur:
         cur.execute("SELECT current_user")
         assert cur.fetchone() == (inv["cmx_postgres_user"],)
 
@@ -101,7 +75,7 @@ def test_pgbouncer_answers_through_scram(inv):
 @pytest.mark.parametrize("port_key", ["cmx_postgres_port", "cmx_pgbouncer_port"])
 def test_wrong_postgres_password_is_refused(inv, port_key):
     with pytest.raises(psycopg2.OperationalError, match=r"(password|SASL) authentication failed"):
-        pg(inv, port_key, password="not-the-password")
+        pg_connect(inv, port_key, password="not-the-password")
 
 
 def test_redis_set_get_and_wrong_password_refused(inv):
@@ -118,7 +92,7 @@ def test_redis_set_get_and_wrong_password_refused(inv):
 
 
 def test_s3_bucket_object_roundtrip_cors_and_wrong_secret(inv):
-    client = s3(inv)
+    client = s3_client(inv)
     names = [b["Name"] for b in client.list_buckets()["Buckets"]]
     assert inv["cmx_s3_bucket"] in names
     key = f"test/{uuid.uuid4().hex}.txt"
@@ -128,4 +102,4 @@ def test_s3_bucket_object_roundtrip_cors_and_wrong_secret(inv):
     rules = client.get_bucket_cors(Bucket=inv["cmx_s3_bucket"])["CORSRules"]
     assert rules[0]["AllowedOrigins"] == inv["cmx_s3_cors_origins"]
     with pytest.raises(Exception, match=r"(SignatureDoesNotMatch|AccessDenied|InvalidAccessKeyId|403)"):
-        s3(inv, secret="wrong-secret-key").list_buckets()
+        s3_client(inv, secret="wrong-secret-key").list_buckets()

@@ -6,22 +6,14 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
-import psycopg2
 import testinfra
+from conftest import pg_connect
 
 BENCH_DB = "cmx_bench"
 
 
 def _admin_sql(inv, sql: str) -> None:
-    conn = psycopg2.connect(
-        host="127.0.0.1",
-        port=inv["cmx_postgres_port"],
-        user=inv["cmx_postgres_user"],
-        password=inv["cmx_postgres_password"],
-        dbname=inv["cmx_postgres_db"],
-        sslmode="disable",
-    )
-    conn.autocommit = True  # CREATE/DROP DATABASE cannot run in a transaction
+    conn = pg_connect(inv)  # autocommit: CREATE/DROP DATABASE cannot run in a transaction
     try:
         with conn.cursor() as cur:
             cur.execute(sql)

@@ -22,12 +22,11 @@ import subprocess
 import uuid
 from pathlib import Path
 
-import boto3
-import psycopg2
 import pytest
-import redis
-from botocore.config import Config
 from conftest import INVENTORY, PROJECT_DIR, all_healthy, docker, wait_until
+from conftest import pg_connect as pg
+from conftest import redis_client as rds
+from conftest import s3_client as s3
 
 ROOT = Path(__file__).resolve().parents[3]
 BACKUP_DIR = PROJECT_DIR / "backups"
@@ -63,37 +62,6 @@ def playbook(path: str, *extra: str, check: bool = True, timeout: float = 900) -
             f"{path} {' '.join(extra)} failed:\n{run.stdout[-6000:]}\n{run.stderr[-3000:]}"
         )
     return run
-
-
-def pg(inv, port_key: str = "cmx_postgres_port"):
-    conn = psycopg2.connect(
-        host="127.0.0.1",
-        port=inv[port_key],
-        user=inv["cmx_postgres_user"],
-        password=inv["cmx_postgres_password"],
-        dbname=inv["cmx_postgres_db"],
-        sslmode="disable",
-        connect_timeout=5,
-    )
-    conn.autocommit = True
-    return conn
-
-
-def rds(inv, db: int = 0) -> redis.Redis:
-    return redis.Redis(
-        host="127.0.0.1", port=inv["cmx_redis_port"], password=inv["cmx_redis_password"], db=db
-    )
-
-
-def s3(inv):
-    return boto3.client(
-        "s3",
-        endpoint_url=f"http://127.0.0.1:{inv['cmx_s3_port']}",
-        aws_access_key_id=inv["cmx_s3_access_key"],
-        aws_secret_access_key=inv["cmx_s3_secret_key"],
-        region_name="us-east-1",
-        config=Config(s3={"addressing_style": "path"}),
-    )
 
 
 def backups() -> list[str]:

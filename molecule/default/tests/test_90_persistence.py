@@ -7,67 +7,34 @@ import shutil
 import subprocess
 import uuid
 
-import boto3
-import psycopg2
 import pytest
-import redis
-from botocore.config import Config
-from conftest import PROJECT_DIR, all_healthy, docker, wait_until
+from conftest import PROJECT_DIR, all_healthy, docker, pg_connect, redis_client, s3_client, wait_until
 
 MARK = uuid.uuid4().hex
 
 
-def _pg(inv):
-    conn = psycopg2.connect(
-        host="127.0.0.1",
-        port=inv["cmx_postgres_port"],
-        user=inv["cmx_postgres_user"],
-        password=inv["cmx_postgres_password"],
-        dbname=inv["cmx_postgres_db"],
-        sslmode="disable",
-        connect_timeout=5,
-    )
-    conn.autocommit = True
-    return conn
-
-
-def _redis(inv):
-    return redis.Redis(host="127.0.0.1", port=inv["cmx_redis_port"], password=inv["cmx_redis_password"])
-
-
-def _s3(inv):
-    return boto3.client(
-        "s3",
-        endpoint_url=f"http://127.0.0.1:{inv['cmx_s3_port']}",
-        aws_access_key_id=inv["cmx_s3_access_key"],
-        aws_secret_access_key=inv["cmx_s3_secret_key"],
-        region_name="us-east-1",
-        config=Config(s3={"addressing_style": "path"}),
-    )
-
-
 def write_everything(inv, tag: str) -> None:
-    conn = _pg(inv)
+    conn = pg_connect(inv)
     try:
         with conn.cursor() as cur:
             cur.execute("CREATE TABLE IF NOT EXISTS persistence_check (tag text PRIMARY KEY)")
             cur.execute("INSERT INTO persistence_check VALUES (%s)", (tag,))
     finally:
         conn.close()
-    assert _redis(inv).set(f"persist:{tag}", tag)
-    _s3(inv).put_object(Bucket=inv["cmx_s3_bucket"], Key=f"persist/{tag}", Body=tag.encode())
+    assert redis_client(inv).set(f"persist:{tag}", tag)
+    s3_client(inv).put_object(Bucket=inv["cmx_s3_bucket"], Key=f"persist/{tag}", Body=tag.encode())
 
 
 def assert_everything_there(inv, tag: str) -> None:
-    conn = _pg(inv)
+    conn = pg_connect(inv)
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT tag FROM persistence_check WHERE tag = %s", (tag,))
             assert cur.fetchone() == (tag,), "PostgreSQL row lost"
     finally:
         conn.close()
-    assert _redis(inv).get(f"persist:{tag}") == tag.encode(), "Redis key lost"
-    body = _s3(inv).get_object(Bucket=inv["cmx_s3_bucket"], Key=f"persist/{tag}")["Body"].read()
+    assert redis_client(inv).get(f"persist:{tag}") == tag.encode(), "Redis key lost"
+    body = s3_client(inv).get_object(Bucket=inv["cmx_s3_bucket"], Key=f"persist/{tag}")["Body"].read()
     assert body == tag.encode(), "S3 object lost"
 
 

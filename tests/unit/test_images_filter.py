@@ -41,7 +41,7 @@ def catalog(engine="seaweedfs", commander=True):
         "storage": {
             "upstream": "chrislusf/seaweedfs:4.48"
             if engine == "seaweedfs"
-            else "quay.io/minio/minio:RELEASE.x",
+            else "example.invalid/minio/minio:RELEASE.x",
             "buildable": engine == "seaweedfs",
             "repository": "cmx/seaweedfs",
             "version": "4.48",
@@ -50,7 +50,7 @@ def catalog(engine="seaweedfs", commander=True):
         },
         "redis_commander": {
             "enabled": commander,
-            "upstream": "ghcr.io/joeferner/redis-commander:0.9.0",
+            "upstream": "rediscommander/redis-commander:latest",
             "repository": "cmx/redis-commander",
             "version": "0.9.0",
             "context": "redis_commander",

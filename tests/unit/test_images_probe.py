@@ -1,4 +1,4 @@
-"""Unit tests of the images role's probe module (roles/images/library/images_probe.py)."""
+"""Unit tests of the images role's probe module (plugins/modules/cmx_images_probe.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,7 @@ import threading
 
 import pytest
 
-MODULE_PATH = os.path.join(
-    os.path.dirname(__file__), "..", "..", "roles", "images", "library", "images_probe.py"
-)
+MODULE_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "plugins", "modules", "cmx_images_probe.py")
 spec = importlib.util.spec_from_file_location("images_probe", MODULE_PATH)
 probe = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(probe)

@@ -1,12 +1,12 @@
 #!/usr/bin/python
 # Copyright: CleanMateX DevOps
 # Apache License 2.0 (see galaxy.yml)
-"""Role-local module of cleanmatex.infra's images role."""
+"""Probe module of cleanmatex.infra's images role: apt mirror, mmdebstrap, architecture, present images."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
-module: images_probe
+module: cmx_images_probe
 short_description: Read the Debian mirror from the host's apt configuration and look for mmdebstrap
 description:
   - Reads C(/etc/apt/sources.list), C(/etc/apt/sources.list.d/*.list) (one-line format) and
@@ -33,6 +33,16 @@ options:
       - Defaults to the C(DOCKER_HOST) environment variable, then C(unix:///var/run/docker.sock).
     type: str
 author: CleanMateX DevOps
+"""
+
+EXAMPLES = r"""
+- name: Probe the Docker host
+  cleanmatex.infra.cmx_images_probe:
+  register: probe
+
+- name: Show the mirror the base image would be built from
+  ansible.builtin.debug:
+    var: probe.mirror
 """
 
 RETURN = r"""

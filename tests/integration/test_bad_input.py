@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 
 from conftest import needs_docker, project_containers, run_playbook
@@ -88,3 +89,16 @@ def test_missing_docker_engine_gives_one_clear_message():
     assert result.returncode != 0
     assert "Docker is not ready" in output
     assert "cmx_docker_install" in output
+
+
+def test_broken_environment_stops_before_anything_starts_listing_every_problem():
+    values = {"APP_PORT": "not-a-port", "S3_ENDPOINT": "ftp://localhost:9000", "JWT_EXPIRES_IN": "soon"}
+    broken = json.dumps({"env_values": values})
+    result = run_playbook(*COMMON, "-e", broken)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    for variable in ("APP_PORT", "S3_ENDPOINT", "JWT_EXPIRES_IN"):
+        assert variable in output
+    assert "Validate the application" in output
+    assert "Start the stack" not in output
+    assert project_containers(PROJECT) == []

@@ -2,10 +2,10 @@
 # Apache-2.0 (see galaxy.yml)
 """Copy every object of a bucket into a backup folder and back, with the standard library only.
 
-Path-style requests signed by module_utils/s3sig.py (SigV4, as cmx_s3_bucket does): ListObjectsV2 with
-continuation tokens, GET streamed into a file while its sha256 is computed, PUT streamed from the file
-with that sha256 as the signed payload hash (the server checks the body against it). No boto3, so it
-runs on any target that has Python, and several transfers run in parallel threads.
+Path-style requests through the collection's S3 client (module_utils/s3_client.py, as cmx_s3_bucket):
+ListObjectsV2 with continuation tokens, GET streamed into a file while its sha256 is computed, PUT
+streamed from the file with that sha256 as the signed payload hash (the server checks the body against
+it). No boto3, so it runs on any target that has Python, and several transfers run in parallel threads.
 
 Object bodies are stored content-addressed (``objects/<ab>/<sha256>``, see backup.object_file): any key,
 even ``../x`` or ``a/`` next to ``a/b``, maps to a safe file name, and identical bodies are stored once.
@@ -21,11 +21,14 @@ import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
-from ansible_collections.cleanmatex.infra.plugins.module_utils import backup, s3sig
+from ansible_collections.cleanmatex.infra.plugins.module_utils import backup
+from ansible_collections.cleanmatex.infra.plugins.module_utils.s3_client import (
+    Client,
+    error_message,
+    strip_namespaces,
+)
 
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 # Headers kept with an object and sent again on restore.
 KEPT_HEADERS = (
     "content-type",
@@ -40,65 +43,19 @@ class S3BackupError(backup.BackupError):
     """An S3 request failed; the message names the operation, the key and the HTTP status."""
 
 
-@dataclass
-class Client:
-    url: str
-    access_key: str
-    secret_key: str
-    region: str = s3sig.DEFAULT_REGION
-    timeout: float = 60.0
-
-    def open(
-        self,
-        method: str,
-        path: str,
-        query: list[tuple[str, str]] | None = None,
-        headers=None,
-        body=None,
-        payload_hash: str | None = None,
-    ):
-        """Send a signed request; returns the open response (caller reads and closes it)."""
-        url = self.url.rstrip("/") + path
-        if query:
-            url += "?" + urllib.parse.urlencode(query, quote_via=urllib.parse.quote)
-        signed = s3sig.sign(
-            method,
-            url,
-            self.access_key,
-            self.secret_key,
-            region=self.region,
-            headers=dict(headers or {}),
-            payload_hash=payload_hash or s3sig.EMPTY_SHA256,
-        )
-        request = urllib.request.Request(s3sig.encode_url_path(url), data=body, method=method, headers=signed)
-        return _OPENER.open(request, timeout=self.timeout)
-
-
 def object_path(bucket: str, key: str) -> str:
     return f"/{bucket}/{key}"
 
 
 def _error(operation: str, exc: Exception) -> S3BackupError:
     if isinstance(exc, urllib.error.HTTPError):
-        body = exc.read(65536)
-        try:
-            code = ET.fromstring(body).findtext("Code") or ""
-        except ET.ParseError:
-            code = body[:200].decode(errors="replace").strip()
-        hint = " (check the S3 access key and secret key)" if exc.code in (401, 403) else ""
-        return S3BackupError(f"{operation}: HTTP {exc.code} {code}{hint}".rstrip())
+        return S3BackupError(error_message(operation, exc.code, exc.read(65536)))
     return S3BackupError(f"{operation}: {exc}")
-
-
-def _strip_namespaces(root: ET.Element) -> ET.Element:
-    for element in root.iter():
-        element.tag = element.tag.rsplit("}", 1)[-1]
-    return root
 
 
 def parse_list_page(body: bytes) -> tuple[list[dict], str | None]:
     """One ListObjectsV2 page: ([{"key", "size", "etag"}], next continuation token or None)."""
-    root = _strip_namespaces(ET.fromstring(body))
+    root = strip_namespaces(ET.fromstring(body))
     url_encoded = (root.findtext("EncodingType") or "").lower() == "url"
     objects = []
     for node in root.findall("Contents"):

@@ -8,83 +8,48 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import urllib.error
-import urllib.request
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 
-from ansible_collections.cleanmatex.infra.plugins.module_utils import s3sig
+from ansible_collections.cleanmatex.infra.plugins.module_utils.s3_client import (
+    Client,
+    error_message,
+    strip_namespaces,
+)
 
 S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/"
-# Connections go straight to the endpoint: never through a proxy from the environment.
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class S3Error(Exception):
     """The server refused a request; the message names the operation, status and S3 error code."""
 
 
-@dataclass
-class Endpoint:
-    url: str
-    access_key: str
-    secret_key: str
-    region: str = s3sig.DEFAULT_REGION
-    timeout: float = 10.0
+class Endpoint(Client):
+    """A Client with bucket-level calls: request(method, bucket, sub-resource, body)."""
 
-    def request(self, method: str, bucket: str, query: str = "", body: bytes = b"") -> tuple[int, bytes]:
-        url = f"{self.url.rstrip('/')}/{bucket}" + (f"?{query}" if query else "")
-        extra = {}
+    def bucket_request(
+        self, method: str, bucket: str, query: str = "", body: bytes = b""
+    ) -> tuple[int, bytes]:
+        headers = {}
         if body:
-            extra["Content-MD5"] = base64.b64encode(hashlib.md5(body).digest()).decode()
-            extra["Content-Type"] = "application/xml"
-        headers = s3sig.sign(
-            method,
-            url,
-            self.access_key,
-            self.secret_key,
-            region=self.region,
-            headers=extra,
-            payload_hash=hashlib.sha256(body).hexdigest(),
-        )
-        req = urllib.request.Request(
-            s3sig.encode_url_path(url), data=body or None, method=method, headers=headers
-        )
-        try:
-            with _OPENER.open(req, timeout=self.timeout) as resp:
-                return resp.status, resp.read()
-        except urllib.error.HTTPError as error:
-            with error:
-                return error.code, error.read()
-
-
-def _error_code(body: bytes) -> str:
-    if not body:  # HEAD answers carry no body
-        return ""
-    try:
-        root = ET.fromstring(body)
-    except ET.ParseError:
-        return body[:200].decode(errors="replace")
-    code = root.find("Code")
-    return code.text if code is not None and code.text else "unknown error"
+            headers["Content-MD5"] = base64.b64encode(hashlib.md5(body).digest()).decode()  # S3 requires it
+            headers["Content-Type"] = "application/xml"
+        return self.request(method, f"/{bucket}", [(query, "")] if query else None, headers, body)
 
 
 def _fail(operation: str, status: int, body: bytes) -> S3Error:
-    hint = " (check the S3 access key and secret key)" if status in (401, 403) else ""
-    code = _error_code(body)
-    return S3Error(f"{operation}: HTTP {status}{' ' + code if code else ''}{hint}")
+    return S3Error(error_message(operation, status, body))
 
 
 def ensure_bucket(endpoint: Endpoint, bucket: str, check_mode: bool = False) -> bool:
     """Create the bucket when it is missing. Returns True when it was (or would be) created."""
-    status, body = endpoint.request("HEAD", bucket)
+    status, body = endpoint.bucket_request("HEAD", bucket)
     if status == 200:
         return False
     if status != 404:
         raise _fail(f"HEAD bucket {bucket}", status, body)
     if check_mode:
         return True
-    status, body = endpoint.request("PUT", bucket)
+    status, body = endpoint.bucket_request("PUT", bucket)
     if status not in (200, 409):  # 409: created meanwhile by someone else (BucketAlreadyOwnedByYou)
         raise _fail(f"create bucket {bucket}", status, body)
     return True
@@ -128,9 +93,7 @@ def cors_xml(rules: list[dict]) -> bytes:
 
 
 def parse_cors(body: bytes) -> list[dict]:
-    root = ET.fromstring(body)
-    for element in root.iter():  # drop namespaces: servers differ in whether they send one
-        element.tag = element.tag.rsplit("}", 1)[-1]
+    root = strip_namespaces(ET.fromstring(body))
     rules = []
     for node in root.findall("CORSRule"):
         rule: dict = {key: [e.text or "" for e in node.findall(tag)] for key, tag in _FIELDS}
@@ -142,7 +105,7 @@ def parse_cors(body: bytes) -> list[dict]:
 
 def ensure_cors(endpoint: Endpoint, bucket: str, rules: list[dict], check_mode: bool = False) -> bool:
     """Make the bucket's CORS configuration equal `rules`. Returns True when it changed (or would)."""
-    status, body = endpoint.request("GET", bucket, "cors")
+    status, body = endpoint.bucket_request("GET", bucket, "cors")
     if status == 200:
         current = parse_cors(body)
     elif status == 404:  # NoSuchCORSConfiguration
@@ -155,9 +118,9 @@ def ensure_cors(endpoint: Endpoint, bucket: str, rules: list[dict], check_mode: 
     if check_mode:
         return True
     if wanted:
-        status, body = endpoint.request("PUT", bucket, "cors", cors_xml(wanted))
+        status, body = endpoint.bucket_request("PUT", bucket, "cors", cors_xml(wanted))
     else:
-        status, body = endpoint.request("DELETE", bucket, "cors")
+        status, body = endpoint.bucket_request("DELETE", bucket, "cors")
     if status not in (200, 204):
         raise _fail(f"set CORS of bucket {bucket}", status, body)
     return True

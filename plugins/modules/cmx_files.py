@@ -43,8 +43,26 @@ options:
         description: Write the content only when the file does not exist yet (a placeholder).
         type: bool
         default: false
+  secret_files:
+    description:
+      - Files whose content is secret, written before O(files) (which may need them, e.g. for C(validate)).
+      - Their content is C(no_log), so one task can write secrets and plain files without C(no_log) on the
+        task; paths, modes and the changed lists stay visible.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path: {description: Absolute path., type: path, required: true}
+      content: {description: The complete content (never logged)., type: str, required: true}
+      mode: {description: Octal mode as a string., type: str, required: true}
+      owner: {description: User name or uid (default the connecting user)., type: str}
+      group: {description: Group name or gid., type: str}
+      only_if_missing:
+        description: Write the content only when the file does not exist yet (a placeholder).
+        type: bool
+        default: false
 notes:
-  - Supports check mode. Put C(no_log) on the task when a file holds secrets.
+  - Supports check mode.
 """
 
 EXAMPLES = r"""
@@ -60,6 +78,10 @@ EXAMPLES = r"""
         content: "{{ lookup('ansible.builtin.template', 'docker-compose.yml.j2') }}"
         mode: "0644"
         validate: docker compose --project-directory /opt/cmx -f %s config -q
+    secret_files:
+      - path: /opt/cmx/secrets/postgres_password
+        content: "{{ cmx_postgres_password }}"
+        mode: "0644"
 """
 
 RETURN = r"""
@@ -77,6 +99,15 @@ unchanged_paths:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.cleanmatex.infra.plugins.module_utils.files import ValidationError, sync
+
+FILE_OPTIONS = {
+    "path": {"type": "path", "required": True},
+    "content": {"type": "str", "required": True},
+    "mode": {"type": "str", "required": True},
+    "only_if_missing": {"type": "bool", "default": False},
+    "owner": {"type": "str"},
+    "group": {"type": "str"},
+}
 
 
 def main() -> None:
@@ -97,21 +128,20 @@ def main() -> None:
                 "type": "list",
                 "elements": "dict",
                 "default": [],
-                "options": {
-                    "path": {"type": "path", "required": True},
-                    "content": {"type": "str", "required": True},
-                    "mode": {"type": "str", "required": True},
-                    "validate": {"type": "str"},
-                    "only_if_missing": {"type": "bool", "default": False},
-                    "owner": {"type": "str"},
-                    "group": {"type": "str"},
-                },
+                "options": {**FILE_OPTIONS, "validate": {"type": "str"}},
+            },
+            "secret_files": {
+                "type": "list",
+                "elements": "dict",
+                "default": [],
+                "options": {**FILE_OPTIONS, "content": {"type": "str", "required": True, "no_log": True}},
             },
         },
         supports_check_mode=True,
     )
     try:
-        result = sync(module.params["directories"], module.params["files"], check_mode=module.check_mode)
+        files = module.params["secret_files"] + module.params["files"]
+        result = sync(module.params["directories"], files, check_mode=module.check_mode)
     except ValidationError as error:
         module.fail_json(msg=str(error))
     except KeyError as error:

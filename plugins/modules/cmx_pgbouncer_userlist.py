@@ -11,6 +11,9 @@ description:
   - When that password is refused (it changed in the inventory; the image only reads it on first init),
     sets it with C(ALTER ROLE) through C(docker exec) and the container's local socket, then reads again.
   - Writes the user list atomically, only when its content differs, so a re-run reports C(changed=false).
+  - With O(reload_container), a changed list is loaded by the running PgBouncer without a restart
+    (C(docker kill --signal HUP)), and the module returns once the user logs in through PgBouncer on
+    O(pgbouncer_port). Mount the folder holding the list, not the file, so the container sees the new file.
 version_added: 0.1.0
 author: CleanMateX DevOps
 options:
@@ -23,6 +26,11 @@ options:
   container: {description: PostgreSQL container for ALTER ROLE., type: str, default: cmx-postgres}
   path: {description: The user list file., type: path, required: true}
   mode: {description: Mode of the file., type: str, default: "0644"}
+  reload_container:
+    description: PgBouncer container to signal when the list changed (default none, no reload).
+    type: str
+  pgbouncer_port: {description: PgBouncer's port on O(host) for that login., type: int, default: 6432}
+  reload_timeout: {description: Seconds to wait for that login., type: int, default: 30}
 notes:
   - Supports check mode (reads, reports what would change, never alters or writes).
 requirements: [psycopg2]
@@ -35,13 +43,15 @@ EXAMPLES = r"""
     user: cmx_user
     password: "{{ cmx_postgres_password }}"
     dbname: cmx_db
-    path: /opt/cmx/secrets/pgbouncer_userlist.txt
-  notify: Restart pgbouncer
+    path: /opt/cmx/secrets/pgbouncer/userlist.txt
+    reload_container: cmx-pgbouncer
+    pgbouncer_port: 6432
 """
 
 RETURN = r"""
 roles: {description: Roles written to the list., returned: success, type: list, elements: str}
 password_updated: {description: The role's password was set with ALTER ROLE., returned: success, type: bool}
+reloaded: {description: PgBouncer re-read a changed list and let the user in., returned: success, type: bool}
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -49,6 +59,7 @@ from ansible_collections.cleanmatex.infra.plugins.module_utils.files import Sync
 from ansible_collections.cleanmatex.infra.plugins.module_utils.pgbouncer_auth import (
     Login,
     read_secrets,
+    reload_and_wait,
     sync_password,
     unsupported_secrets,
     userlist_text,
@@ -67,6 +78,9 @@ def main() -> None:
             "container": {"type": "str", "default": "cmx-postgres"},
             "path": {"type": "path", "required": True},
             "mode": {"type": "str", "default": "0644"},
+            "reload_container": {"type": "str"},
+            "pgbouncer_port": {"type": "int", "default": 6432},
+            "reload_timeout": {"type": "int", "default": 30},
         },
         supports_check_mode=True,
     )
@@ -96,8 +110,18 @@ def main() -> None:
         )
     result = SyncResult()
     write_file(p["path"], userlist_text(secrets), p["mode"], module.check_mode, result)
+    reload = bool(p["reload_container"]) and result.any_changed and not module.check_mode
+    if reload:
+        through_pgbouncer = Login(p["host"], p["pgbouncer_port"], p["user"], p["password"], p["dbname"])
+        try:
+            reload_and_wait(through_pgbouncer, p["reload_container"], run, timeout=p["reload_timeout"])
+        except RuntimeError as error:
+            module.fail_json(msg=str(error))
     module.exit_json(
-        changed=result.any_changed or updated, roles=[r for r, _ in secrets], password_updated=updated
+        changed=result.any_changed or updated,
+        roles=[r for r, _ in secrets],
+        password_updated=updated,
+        reloaded=reload,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 
@@ -86,3 +87,35 @@ def test_owner_and_group_are_applied_and_compared(tmp_path):
     assert first.any_changed
     again = sync([], [{"path": str(target), "content": "x", "mode": "0600", "owner": str(os.getuid())}])
     assert not again.any_changed
+
+
+def _run_cmx_files(params: dict) -> dict:
+    """cmx_files' main() in this process, as Ansible runs it; returns the printed result."""
+    import contextlib
+    import io
+    import json
+
+    from ansible.module_utils.testing import patch_module_args
+    from ansible_collections.cleanmatex.infra.plugins.modules import cmx_files
+
+    out = io.StringIO()
+    with patch_module_args(params), contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+        cmx_files.main()
+    return json.loads(out.getvalue())
+
+
+def test_secret_files_are_written_first_and_their_content_is_never_returned(tmp_path):
+    secret, plain = tmp_path / "secret", tmp_path / "plain.conf"
+    params = {
+        "secret_files": [{"path": str(secret), "content": "s3cr3t-value-42", "mode": "0600"}],
+        # The plain file's validation reads the secret: it must already be there.
+        "files": [{"path": str(plain), "content": "x\n", "mode": "0644", "validate": f"test -s {secret}"}],
+    }
+    result = _run_cmx_files(params)
+    assert not result.get("failed"), result
+    assert secret.read_text() == "s3cr3t-value-42" and mode(secret) == 0o600
+    assert result["changed_paths"] == [str(secret), str(plain)]
+    assert "s3cr3t-value-42" not in json.dumps(result)
+    assert result["invocation"]["module_args"]["files"][0]["content"] == "x\n"
+    again = _run_cmx_files(params)
+    assert again["changed"] is False and again["unchanged_paths"] == [str(secret), str(plain)]

@@ -8,6 +8,7 @@ from ansible_collections.cleanmatex.infra.plugins.module_utils.pgbouncer_auth im
     Login,
     alter_password_sql,
     is_auth_failure,
+    reload_and_wait,
     sync_password,
     unsupported_secrets,
     userlist_text,
@@ -70,4 +71,66 @@ def test_sync_password_does_not_alter_on_other_errors(monkeypatch):
     with pytest.raises(OSError):
         sync_password(
             Login("127.0.0.1", 1, "u", "p", "d"), ["u"], "c", lambda a, s: pytest.fail("must not run")
+        )
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def test_reload_signals_the_container_then_waits_for_the_login(monkeypatch):
+    attempts = []
+
+    def fake_connect(login):
+        attempts.append(login)
+        if len(attempts) < 3:
+            raise FakeAuthError('password authentication failed for user "cmx_user"')
+        return type("Conn", (), {"close": lambda self: None})()
+
+    ran = []
+    clock = FakeClock()
+    monkeypatch.setattr(pgbouncer_auth, "connect", fake_connect)
+    login = Login("127.0.0.1", 6432, "cmx_user", "pw", "cmx_db")
+    reload_and_wait(
+        login, "cmx-pgbouncer", lambda a, s: ran.append(a) or (0, "", ""), clock=clock, sleep=clock.sleep
+    )
+    assert ran == [["docker", "kill", "--signal", "HUP", "cmx-pgbouncer"]]
+    assert len(attempts) == 3 and all(a.port == 6432 for a in attempts)
+
+
+def test_reload_reports_the_last_refusal_after_the_timeout(monkeypatch):
+    def refused(login):
+        raise FakeAuthError('password authentication failed for user "cmx_user"')
+
+    clock = FakeClock()
+    monkeypatch.setattr(pgbouncer_auth, "connect", refused)
+    with pytest.raises(RuntimeError) as error:
+        reload_and_wait(
+            Login("127.0.0.1", 6432, "cmx_user", "pw", "cmx_db"),
+            "cmx-pgbouncer",
+            lambda a, s: (0, "", ""),
+            timeout=2,
+            clock=clock,
+            sleep=clock.sleep,
+        )
+    text = str(error.value)
+    assert "cmx-pgbouncer" in text and "6432" in text and "still refuses cmx_user 2 s" in text
+    assert "password authentication failed" in text and "pw" not in text.replace("password", "")
+    assert 2 <= clock.now < 2.2
+
+
+def test_reload_stops_when_the_container_cannot_be_signalled(monkeypatch):
+    monkeypatch.setattr(pgbouncer_auth, "connect", lambda login: pytest.fail("must not connect"))
+    with pytest.raises(RuntimeError, match=r"could not signal cmx-pgbouncer.*No such container"):
+        reload_and_wait(
+            Login("127.0.0.1", 6432, "u", "p", "d"),
+            "cmx-pgbouncer",
+            lambda a, s: (1, "", "Error: No such container: cmx-pgbouncer\n"),
         )

@@ -38,7 +38,7 @@ def test_converge_at_vvv_leaks_no_secret(inv):
         inv["cmx_s3_secret_key"],
         *vaulted_values(),
     ]
-    scram = (PROJECT_DIR / "secrets" / "pgbouncer_userlist.txt").read_text().split()[1].strip('"')
+    scram = (PROJECT_DIR / "secrets" / "pgbouncer" / "userlist.txt").read_text().split()[1].strip('"')
     secrets.append(scram.split("$", 1)[1])
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "ANSIBLE_NOCOLOR": "1"}

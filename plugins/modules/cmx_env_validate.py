@@ -112,6 +112,9 @@ options:
     type: bool
     default: true
 attributes:
+  action:
+    support: full
+    description: An action plugin of the same name runs the O(values) form on the controller.
   check_mode:
     support: full
     description: Only reads; runs the same in check mode.
@@ -124,6 +127,9 @@ attributes:
 notes:
   - The schema, the checks and the messages live in C(plugins/module_utils/env_schema.py) and
     C(plugins/module_utils/env_validate.py); this module is a thin wrapper.
+  - With O(values) the validation runs on the controller (the collection's action plugin of the same name,
+    no module transfer and no remote Python) and returns exactly what the module would; with O(path) the
+    module runs on the managed host, which holds the file.
 seealso:
   - name: Environment variables
     description: The generated table of every variable (C(docs/environment.md)).
@@ -233,87 +239,19 @@ variables:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.cleanmatex.infra.plugins.module_utils.env_schema import (
-    ENVIRONMENTS,
-    STACK_INT_KEYS,
-    STACK_KEYS,
-    STACK_SECRET_KEYS,
+from ansible_collections.cleanmatex.infra.plugins.module_utils.env_task import (
+    ARGUMENT_RULES,
+    argument_spec,
+    task_result,
 )
-from ansible_collections.cleanmatex.infra.plugins.module_utils.env_validate import (
-    validate_file,
-    validate_mapping,
-)
-
-
-def argument_spec():
-    stack_options = {
-        key: {
-            "type": "int" if key in STACK_INT_KEYS else "str",
-            "no_log": key in STACK_SECRET_KEYS,
-        }
-        for key in STACK_KEYS
-    }
-    return {
-        "environment": {"type": "str", "required": True, "choices": list(ENVIRONMENTS)},
-        "values": {"type": "dict", "no_log": True},
-        "undefined": {"type": "list", "elements": "str", "default": []},
-        "path": {"type": "path"},
-        "stack": {"type": "dict", "options": stack_options},
-        "fail_on_error": {"type": "bool", "default": True},
-    }
-
-
-def run(params):
-    """Validate per the module parameters; return (report, result). Raises ValueError on bad parameters."""
-    environment = params["environment"]
-    stack = params.get("stack") or {}
-    if params.get("path"):
-        report = validate_file(params["path"], environment, stack)
-    else:
-        report = validate_mapping(
-            params.get("values") or {}, environment, stack, undefined=params.get("undefined") or ()
-        )
-    result = {
-        "changed": False,
-        "valid": report.valid,
-        "environment": environment,
-        "source": report.source or "values",
-        "errors": [problem.text for problem in report.errors],
-        "problems": [problem.as_dict() for problem in report.problems],
-        "error_count": len(report.errors),
-        "warning_count": len(report.warnings),
-        "variables": sorted(report.values),
-        "msg": report.summary(),
-    }
-    return report, result
-
-
-def _hide_only_secrets(module, report):
-    """`values` is no_log as a whole, which would mask every value (even "0") in all output. Keep masking the
-    secrets, the passwords inside URLs, unknown variables' values and the stack secrets; unmask the rest."""
-    stack = module.params.get("stack") or {}
-    keep = report.secret_strings()
-    keep.update(str(stack[key]) for key in STACK_SECRET_KEYS if stack.get(key))
-    module.no_log_values.difference_update(report.public_strings() - keep)
-    module.no_log_values.update(value for value in keep if value)
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(),
-        mutually_exclusive=[("values", "path")],
-        required_one_of=[("values", "path")],
-        supports_check_mode=True,
-    )
-    try:
-        report, result = run(module.params)
-    except ValueError as exc:
-        module.fail_json(msg=str(exc))
-    _hide_only_secrets(module, report)
-    for problem in report.warnings:
-        module.warn(problem.text)
-    if not report.valid and module.params["fail_on_error"]:
-        result["msg"] = "\n".join([report.summary()] + [f"  - {problem.text}" for problem in report.problems])
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True, **ARGUMENT_RULES)
+    result, warnings = task_result(module.params, module.no_log_values)
+    for text in warnings:
+        module.warn(text)
+    if result.pop("failed", False):
         module.fail_json(**result)
     module.exit_json(**result)
 

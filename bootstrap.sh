@@ -29,4 +29,4 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   fi
   echo "$want" > "$stamp"
 fi
-echo "bootstrap: .venv ready ($(.venv/bin/ansible --version | head -1))"
+echo "bootstrap: .venv ready ($(.venv/bin/ansible --version | sed -n 1p))"

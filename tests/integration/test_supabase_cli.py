@@ -12,10 +12,7 @@ from pathlib import Path
 
 import pytest
 from ansible_collections.cleanmatex.infra.plugins.module_utils import migrations
-from ansible_collections.cleanmatex.infra.tests.unit.test_migrations_pgcluster import PLUGIN
 from ansible_collections.cleanmatex.infra.tests.unit.test_migrations_split import SPLIT_CASES
-
-pytest_plugins = [PLUGIN]
 
 REPO = Path(__file__).resolve().parents[2]
 SUPABASE_CLI = REPO / "node_modules" / ".bin" / "supabase"

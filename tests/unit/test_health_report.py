@@ -29,7 +29,6 @@ from test_probes_support import (
     free_port,
     make_s3_handler,
     port_open,
-    postgres_server,
     wait_for,
 )
 
@@ -208,12 +207,6 @@ def test_config_supabase_expected_statuses():
 
 
 # --------------------------------------------------------------------------- the stack for server tests
-
-
-@pytest.fixture(scope="module")
-def pg():
-    with postgres_server() as info:
-        yield info
 
 
 @pytest.fixture(scope="module")

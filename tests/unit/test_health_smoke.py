@@ -8,7 +8,7 @@ import sys
 from http.server import BaseHTTPRequestHandler
 
 import pytest
-from test_probes_support import HttpServer, RedisServer, free_port, make_s3_handler, postgres_server
+from test_probes_support import HttpServer, RedisServer, free_port, make_s3_handler
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir))
 CMX_SMOKE = os.path.join(REPO, "bin", "cmx-smoke")
@@ -30,10 +30,9 @@ class RestHandler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def stack():
+def stack(pg):
     pytest.importorskip("botocore")
     with (
-        postgres_server() as pg,
         RedisServer(password="smoke-redis-pw") as redis,
         HttpServer(make_s3_handler(ACCESS, SECRET, buckets=(BUCKET,))) as s3,
         HttpServer(RestHandler) as rest,

@@ -5,9 +5,6 @@ from pathlib import Path
 import psycopg2
 import pytest
 from ansible_collections.cleanmatex.infra.plugins.module_utils import migrations
-from ansible_collections.cleanmatex.infra.tests.unit.test_migrations_pgcluster import PLUGIN
-
-pytest_plugins = [PLUGIN]
 
 REPO = Path(__file__).resolve().parents[2]
 REPO_MIGRATIONS = REPO / "supabase" / "migrations"

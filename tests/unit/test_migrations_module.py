@@ -11,9 +11,6 @@ from pathlib import Path
 
 import yaml
 from ansible_collections.cleanmatex.infra.plugins.modules import cmx_migrate as module_source
-from ansible_collections.cleanmatex.infra.tests.unit.test_migrations_pgcluster import PLUGIN
-
-pytest_plugins = [PLUGIN]
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE = Path(sys.executable).with_name("ansible")

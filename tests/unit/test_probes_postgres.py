@@ -7,13 +7,7 @@ import time
 
 import pytest
 from ansible_collections.cleanmatex.infra.plugins.module_utils import probes
-from test_probes_support import SilentServer, free_port, pgbouncer_server, postgres_server
-
-
-@pytest.fixture(scope="module")
-def pg():
-    with postgres_server() as info:
-        yield info
+from test_probes_support import SilentServer, free_port, pgbouncer_server
 
 
 @pytest.fixture(scope="module")

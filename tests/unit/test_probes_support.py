@@ -2,7 +2,7 @@
 
 Helpers (imported by the other test modules) plus a few self-tests. Each
 server helper raises ``pytest.skip`` when its binary is missing:
-PostgreSQL 15 from /usr/lib/postgresql/15/bin (Debian postgresql-15),
+(PostgreSQL is the shared session cluster of tests/pg_cluster.py, the ``pg`` fixture),
 pgbouncer (Debian pgbouncer), redis-server (Debian redis-server), docker with
 a busybox-static image built locally (no registry needed).
 """
@@ -25,10 +25,6 @@ from typing import ClassVar
 import pytest
 
 LOCALHOST = "127.0.0.1"
-PG_BIN = os.environ.get("CMX_TEST_PG_BIN", "/usr/lib/postgresql/15/bin")
-PG_USER = "cmx_user"
-PG_PASSWORD = "cmx-test-pg-pass"
-PG_DB = "cmx_db"
 
 
 def free_port() -> int:
@@ -264,108 +260,6 @@ def _stop(proc: subprocess.Popen | None):
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(5)
-
-
-@contextlib.contextmanager
-def postgres_server():
-    """A throw-away PostgreSQL 15 on 127.0.0.1:<free> with scram auth; yields a dict of its settings."""
-    initdb, postgres = os.path.join(PG_BIN, "initdb"), os.path.join(PG_BIN, "postgres")
-    if not (os.access(initdb, os.X_OK) and os.access(postgres, os.X_OK)):
-        pytest.skip(f"PostgreSQL binaries not found in {PG_BIN}")
-    user = _service_user()
-    tmp = tempfile.mkdtemp(prefix="cmx-pg-")
-    proc = None
-    try:
-        pw = pwd.getpwnam(user)
-        os.chown(tmp, pw.pw_uid, pw.pw_gid) if os.geteuid() == 0 else None
-        pwfile = os.path.join(tmp, "pw")
-        with open(pwfile, "w") as fh:
-            fh.write(PG_PASSWORD + "\n")
-        if os.geteuid() == 0:
-            os.chown(pwfile, pw.pw_uid, pw.pw_gid)
-        data = os.path.join(tmp, "data")
-        subprocess.run(
-            _demote_argv(
-                [
-                    initdb,
-                    "-D",
-                    data,
-                    "-U",
-                    PG_USER,
-                    f"--pwfile={pwfile}",
-                    "--auth=scram-sha-256",
-                    "-E",
-                    "UTF8",
-                    "--no-sync",
-                ],
-                user,
-            ),
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-        port = free_port()
-        proc = subprocess.Popen(
-            _demote_argv(
-                [
-                    postgres,
-                    "-D",
-                    data,
-                    "-c",
-                    f"port={port}",
-                    "-c",
-                    f"listen_addresses={LOCALHOST}",
-                    "-c",
-                    f"unix_socket_directories={tmp}",
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "max_connections=50",
-                    "-c",
-                    "shared_buffers=16MB",
-                ],
-                user,
-            ),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        info = {
-            "host": LOCALHOST,
-            "port": port,
-            "user": PG_USER,
-            "password": PG_PASSWORD,
-            "dbname": PG_DB,
-            "dir": tmp,
-            "proc": proc,
-        }
-        import psycopg2
-
-        def ready():
-            if proc.poll() is not None:
-                raise AssertionError(f"postgres exited: {proc.stderr.read().decode()[-2000:]}")
-            try:
-                conn = psycopg2.connect(
-                    host=LOCALHOST,
-                    port=port,
-                    user=PG_USER,
-                    password=PG_PASSWORD,
-                    dbname="postgres",
-                    connect_timeout=2,
-                )
-            except psycopg2.OperationalError:
-                return False
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute(f"CREATE DATABASE {PG_DB}")
-            conn.close()
-            return True
-
-        wait_for(ready, 60, 0.1, "postgres to accept connections")
-        info["url"] = f"postgresql://{PG_USER}:{PG_PASSWORD}@{LOCALHOST}:{port}/{PG_DB}"
-        yield info
-    finally:
-        _stop(proc)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -1,9 +1,9 @@
-"""A throwaway PostgreSQL 15 cluster for the migration tests (pytest plugin + a self-test).
+"""The one throwaway PostgreSQL 15 cluster of the test suite (fixtures imported by tests/conftest.py).
 
-Load it with ``pytest_plugins = [PLUGIN]`` (see the other test_migrations* files): one cluster per test
-session, listening on 127.0.0.1 only, on a free port, in a temporary directory. Tests are skipped when
-the Debian postgresql-15 binaries are missing. initdb refuses to run as root, so as root the server
-runs as the ``postgres`` OS user (created by the postgresql package).
+One cluster per test session, listening on 127.0.0.1 only, on a free port, in a temporary directory:
+``fresh_db`` gives a test its own empty database, ``pg`` a login role with a password and its database.
+Tests are skipped when the Debian postgresql-15 binaries are missing. initdb refuses to run as root, so
+as root the server runs as the ``postgres`` OS user (created by the postgresql package).
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-PLUGIN = "ansible_collections.cleanmatex.infra.tests.unit.test_migrations_pgcluster"
 POSTGRES_BINDIR = Path(os.environ.get("CMX_TEST_PG_BINDIR", "/usr/lib/postgresql/15/bin"))
 SUPERUSER = "postgres"
 SUPERUSER_PASSWORD = "cmx-test-secret-7f3a"  # throwaway; the module tests assert it never shows in output
 # Extensions the stack's init SQL creates; created here too so tests see the same database.
 STACK_EXTENSIONS = ("uuid-ossp", "pgcrypto")
+# The login of the ``pg`` fixture (probes, health server, smoke tests).
+LOGIN_USER, LOGIN_PASSWORD, LOGIN_DB = "cmx_user", "cmx-test-pg-pass", "cmx_db"
 
 
 def free_loopback_port() -> int:
@@ -144,6 +145,23 @@ class PostgresCluster:
             database.query(f'CREATE EXTENSION IF NOT EXISTS "{extension}"')
         return database
 
+    def create_login(self, user: str, password: str, dbname: str) -> dict:
+        """A role that logs in with `password` (SCRAM) and owns `dbname`; its connection settings."""
+        admin = TestDatabase(self.port, "postgres").connect()
+        admin.autocommit = True
+        with admin.cursor() as cursor:
+            cursor.execute(f'CREATE ROLE "{user}" LOGIN PASSWORD %s', (password,))
+            cursor.execute(f'CREATE DATABASE "{dbname}" OWNER "{user}"')
+        admin.close()
+        return {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "user": user,
+            "password": password,
+            "dbname": dbname,
+            "url": f"postgresql://{user}:{password}@127.0.0.1:{self.port}/{dbname}",
+        }
+
 
 def _server_account() -> str | None:
     if os.geteuid() != 0:
@@ -181,10 +199,7 @@ def fresh_db(throwaway_pg_cluster) -> TestDatabase:
     return throwaway_pg_cluster.create_database()
 
 
-def test_cluster_listens_on_loopback_only(fresh_db):
-    rows = fresh_db.query(
-        "SELECT current_setting('listen_addresses'), current_setting('server_version_num')::int"
-    )
-    listen_addresses, version = rows[0]
-    assert listen_addresses == "127.0.0.1"
-    assert 150000 <= version < 160000
+@pytest.fixture(scope="session")
+def pg(throwaway_pg_cluster) -> dict:
+    """host, port, user, password, dbname and url of a password login with its own database."""
+    return throwaway_pg_cluster.create_login(LOGIN_USER, LOGIN_PASSWORD, LOGIN_DB)

@@ -14,6 +14,9 @@ description:
     Debian suite. The images role builds its base image from it, so no mirror host name is ever written
     into the project.
   - Lists the Docker host's images with one C(GET /images/json) on the daemon's Unix socket.
+  - With O(ports), also tells which of the host ports a stack will publish are taken (a bind test, then
+    C(docker ps) and C(/proc/net/tcp{,6}) to name the holder); ports published by O(project)'s own running
+    containers count as free. The preflight role stops on RV(port_problems), listing them all.
   - Read-only, and never fails on what it finds. The caller decides (the docker_host role installs or stops
     with a message; the images role pulls or builds).
 version_added: 0.1.0
@@ -38,6 +41,24 @@ options:
     description: Messages to show as Ansible warnings (lets a role warn without an extra task).
     type: list
     elements: str
+  ports:
+    description: Host ports to check (only when the engine answered; default none).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      service: {description: Service named in messages (e.g. C(postgres))., type: str, required: true}
+      port: {description: Host port., type: int, required: true}
+      bind_address: {description: Host address it binds to (default O(bind_address))., type: str}
+      variable: {description: Inventory variable that sets it, named in the fix hint., type: str}
+  project:
+    description: Compose project whose running containers may already hold O(ports).
+    type: str
+  bind_address: {description: Default bind address of O(ports)., type: str, default: 127.0.0.1}
+  address_variable:
+    description: Inventory variable named when a bind address does not exist on this host.
+    type: str
+    default: cmx_bind_address
     default: []
 notes:
   - Supports check mode (it changes nothing).
@@ -51,6 +72,13 @@ EXAMPLES = r"""
 - name: Describe it and show a warning
   cleanmatex.infra.cmx_docker_host:
     warnings: [MinIO is archived upstream]
+  register: docker_host
+
+- name: Describe it and check the stack's host ports
+  cleanmatex.infra.cmx_docker_host:
+    project: cmx
+    ports:
+      - {service: postgres, port: 5432, variable: cmx_postgres_port}
   register: docker_host
 
 - name: Show the mirror the base image would be built from
@@ -85,10 +113,23 @@ images:
   elements: str
   returned: always
 images_error: {description: Why RV(images) is null; empty otherwise., returned: always, type: str}
+ports:
+  description:
+    - One entry per O(ports) item (service, port, bind_address, variable, holder, containers, message)
+      with its status C(free), C(ours), C(conflict) or C(error).
+  returned: always
+  type: list
+  elements: dict
+port_problems:
+  description: One message per taken or invalid port, naming the port, the service, the holder and the fix.
+  returned: always
+  type: list
+  elements: str
 """
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.cleanmatex.infra.plugins.module_utils.docker_host import probe
+from ansible_collections.cleanmatex.infra.plugins.module_utils.ports import check_ports
 
 
 def main() -> None:
@@ -98,13 +139,45 @@ def main() -> None:
             "apt_dir": {"type": "path", "default": "/etc/apt"},
             "docker_host": {"type": "str"},
             "warnings": {"type": "list", "elements": "str", "default": []},
+            "ports": {
+                "type": "list",
+                "elements": "dict",
+                "default": [],
+                "options": {
+                    "service": {"type": "str", "required": True},
+                    "port": {"type": "int", "required": True},
+                    "bind_address": {"type": "str"},
+                    "variable": {"type": "str"},
+                },
+            },
+            "project": {"type": "str"},
+            "bind_address": {"type": "str", "default": "127.0.0.1"},
+            "address_variable": {"type": "str", "default": "cmx_bind_address"},
         },
         supports_check_mode=True,
     )
-    for message in module.params["warnings"]:
-        module.warn(message)
     params = module.params
-    module.exit_json(changed=False, **probe(params["timeout"], params["apt_dir"], params["docker_host"]))
+    warnings = list(params["warnings"])
+    host = probe(params["timeout"], params["apt_dir"], params["docker_host"])
+    statuses = []
+    if params["ports"] and host["engine_ok"]:  # without an engine the role installs one and asks again
+        daemon = {"DOCKER_HOST": params["docker_host"]} if params["docker_host"] else {}
+        statuses, port_warnings = check_ports(
+            params["ports"],
+            project=params["project"],
+            default_bind=params["bind_address"],
+            run=lambda argv: module.run_command(argv, environ_update=daemon),
+            address_variable=params["address_variable"],
+        )
+        warnings += port_warnings
+    for message in warnings:
+        module.warn(message)
+    module.exit_json(
+        changed=False,
+        ports=[status.as_dict() for status in statuses],
+        port_problems=[s.message for s in statuses if s.status in ("conflict", "error")],
+        **host,
+    )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -111,3 +112,19 @@ def s3_client(inv: dict, secret: str | None = None):
         region_name="us-east-1",
         config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
     )
+
+
+def converge(*extra: str) -> str:
+    """ansible-playbook dev.yml on the ci inventory with `extra` arguments; its output (it must succeed)."""
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "ANSIBLE_NOCOLOR": "1"}
+    done = subprocess.run(
+        [str(bin_dir / "ansible-playbook"), "-i", str(INVENTORY), "dev.yml", *extra],
+        cwd=Path(__file__).resolve().parents[3],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout

@@ -2,29 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-from conftest import INVENTORY, all_healthy, wait_until
-
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def converge(*extra: str) -> str:
-    bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "ANSIBLE_NOCOLOR": "1"}
-    done = subprocess.run(
-        [str(bin_dir / "ansible-playbook"), "-i", str(INVENTORY), "dev.yml", *extra],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done.stdout
+from conftest import all_healthy, converge, wait_until
 
 
 def test_unchanged_rerun_stops_early_and_a_changed_input_converges_fully():

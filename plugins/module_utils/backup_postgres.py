@@ -64,6 +64,21 @@ WHERE d.datname = pg_catalog.current_database()
 _SECRET_IN_SQL = re.compile(r"(PASSWORD\s+)'[^']*'", re.IGNORECASE)
 
 
+# The `connection` option of the backup modules (argument spec), as connect() takes it.
+CONNECTION_OPTIONS = {
+    "host": {"type": "str", "default": "127.0.0.1"},
+    "port": {"type": "int", "default": 5432},
+    "user": {"type": "str", "required": True},
+    "password": {"type": "str", "no_log": True},
+    "dbname": {"type": "str", "required": True},
+    "sslmode": {
+        "type": "str",
+        "default": "disable",
+        "choices": ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"],
+    },
+}
+
+
 class PostgresBackupError(backup.BackupError):
     """A dump or restore step failed; the message says which one and why."""
 

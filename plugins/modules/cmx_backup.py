@@ -130,19 +130,6 @@ deleted:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.cleanmatex.infra.plugins.module_utils import backup, backup_postgres, backup_run
 
-CONNECTION = {
-    "host": {"type": "str", "default": "127.0.0.1"},
-    "port": {"type": "int", "default": 5432},
-    "user": {"type": "str", "required": True},
-    "password": {"type": "str", "no_log": True},
-    "dbname": {"type": "str", "required": True},
-    "sslmode": {
-        "type": "str",
-        "default": "disable",
-        "choices": ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"],
-    },
-}
-
 
 def main():
     module = AnsibleModule(
@@ -157,7 +144,11 @@ def main():
                 "options": {
                     "container": {"type": "str", "default": "cmx-postgres"},
                     "compression": {"type": "str", "default": ""},
-                    "connection": {"type": "dict", "required": True, "options": CONNECTION},
+                    "connection": {
+                        "type": "dict",
+                        "required": True,
+                        "options": backup_postgres.CONNECTION_OPTIONS,
+                    },
                 },
             },
             "redis": {

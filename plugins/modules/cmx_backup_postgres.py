@@ -136,18 +136,7 @@ def main():
             "connection": {
                 "type": "dict",
                 "required": True,
-                "options": {
-                    "host": {"type": "str", "default": "127.0.0.1"},
-                    "port": {"type": "int", "default": 5432},
-                    "user": {"type": "str", "required": True},
-                    "password": {"type": "str", "no_log": True},
-                    "dbname": {"type": "str", "required": True},
-                    "sslmode": {
-                        "type": "str",
-                        "default": "disable",
-                        "choices": ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"],
-                    },
-                },
+                "options": backup_postgres.CONNECTION_OPTIONS,
             },
             "folder": {"type": "path", "required": True},
             "compression": {"type": "str", "default": ""},

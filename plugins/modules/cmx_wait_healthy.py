@@ -82,7 +82,7 @@ EXAMPLES = r"""
         bucket: "{{ cmx_s3_bucket }}"
         access_key: "{{ cmx_s3_access_key }}"
         secret_key: "{{ cmx_s3_secret_key }}"
-        container: cmx-seaweedfs
+        container: cmx-storage
       - name: health
         type: http
         url: "http://127.0.0.1:{{ cmx_health_port }}/health"

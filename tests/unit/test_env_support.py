@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import importlib.machinery
 import importlib.util
-import io
 import json
 import os
 import subprocess
@@ -162,13 +160,10 @@ def run_cli(*args, stdin=None):
 
 def run_module(params):
     """cmx_env_validate's main() in this process, as Ansible would run it; returns the result dict."""
-    from ansible.module_utils.testing import patch_module_args
     from ansible_collections.cleanmatex.infra.plugins.modules import cmx_env_validate
+    from ansible_collections.cleanmatex.infra.tests.module_main import run_main
 
-    out = io.StringIO()
-    with patch_module_args(params), contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
-        cmx_env_validate.main()
-    return json.loads(out.getvalue())
+    return run_main(cmx_env_validate, params)
 
 
 def ansible_env():

@@ -90,18 +90,10 @@ def test_owner_and_group_are_applied_and_compared(tmp_path):
 
 
 def _run_cmx_files(params: dict) -> dict:
-    """cmx_files' main() in this process, as Ansible runs it; returns the printed result."""
-    import contextlib
-    import io
-    import json
-
-    from ansible.module_utils.testing import patch_module_args
     from ansible_collections.cleanmatex.infra.plugins.modules import cmx_files
+    from ansible_collections.cleanmatex.infra.tests.module_main import run_main
 
-    out = io.StringIO()
-    with patch_module_args(params), contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
-        cmx_files.main()
-    return json.loads(out.getvalue())
+    return run_main(cmx_files, params)
 
 
 def test_secret_files_are_written_first_and_their_content_is_never_returned(tmp_path):

@@ -28,7 +28,6 @@ from ansible_collections.cleanmatex.infra.plugins.module_utils import backup
 from ansible_collections.cleanmatex.infra.plugins.module_utils.backup_exec import exec_capture, exec_to_file
 
 SNAPSHOT_FILE = "redis/dump.rdb"
-RESTORE_CONTAINER = "cmx-redis-restore"
 
 # Runs in a one-off container (image of the Redis container, no network, as root) with the stopped
 # server's data volume on /data and the backup's redis/ folder on /restore (read-only).
@@ -286,13 +285,14 @@ def restore(
     details = _inspect(docker, container)
     image, mount = details["Config"]["Image"], data_mount(details)
     snapshot_dir = os.path.dirname(os.path.join(os.path.abspath(folder), SNAPSHOT_FILE))
-    _docker(docker, "rm", "-f", RESTORE_CONTAINER)
+    loader = f"{container}-restore"  # one per project, named after its Redis container
+    _docker(docker, "rm", "-f", loader)
     stop = _docker(docker, "stop", "--time", "30", container)
     if stop.returncode != 0:
         raise backup.BackupError(f"could not stop {container}: {stop.stderr.strip()}")
     try:
         run = _docker(
-            docker, "run", "--rm", "--name", RESTORE_CONTAINER, "--network", "none", "--user", "0",
+            docker, "run", "--rm", "--name", loader, "--network", "none", "--user", "0",
             "--entrypoint", "/bin/sh", "-e", f"CMX_LOAD_TIMEOUT={int(timeout)}",
             "-v", f"{mount}:/data", "-v", f"{snapshot_dir}:/restore:ro",
             image, "-c", RESTORE_SCRIPT,

@@ -150,7 +150,7 @@ def test_ci_takes_its_secret_from_the_test_vault(tmp_path):
     values = parsed(out / ".env")
     assert values["JWT_SECRET"] == "cmx-ci-test-jwt-secret-protects-nothing-real"
     assert values["NODE_ENV"] == "test" and values["CMX_ENVIRONMENT"] == "ci"
-    assert values["REDIS_URL"] == "redis://:ci-redis-test-password@localhost:6379"
+    assert values["REDIS_URL"] == "redis://:ci-redis-test-password@localhost:16379"
     assert values["REDIS_PASSWORD"] == "ci-redis-test-password"
 
     without_password = playbook(tmp_path, *out_dir_args(tmp_path / "other"), inventory="inventories/ci")

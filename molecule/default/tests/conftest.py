@@ -17,7 +17,7 @@ import yaml
 from botocore.config import Config
 
 INVENTORY = Path(os.environ.get("CMX_INVENTORY", Path(__file__).parents[3] / "inventories" / "ci"))
-PROJECT_DIR = Path(os.environ.get("CMX_PROJECT_DIR", Path(__file__).parents[3] / ".cmx"))
+PROJECT_DIR = Path(os.environ.get("CMX_PROJECT_DIR", Path(__file__).parents[3] / ".cmx-ci"))
 
 
 class _InventoryLoader(yaml.SafeLoader):
@@ -45,6 +45,14 @@ def inv() -> dict:
     return _plain_vars()
 
 
+PROJECT = _plain_vars()["cmx_project_name"]
+
+
+def container(service: str) -> str:
+    """The stack's container of `service` (compose service name): <project>-<service>."""
+    return f"{PROJECT}-{service}"
+
+
 def docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=timeout)
 
@@ -69,7 +77,8 @@ def wait_until(condition, timeout: float, what: str, interval: float = 0.25):
 
 
 def stack_containers() -> list[str]:
-    out = docker("ps", "--filter", "label=com.docker.compose.project=cmx", "--format", "{{.Names}}").stdout
+    label = f"label=com.docker.compose.project={PROJECT}"
+    out = docker("ps", "--filter", label, "--format", "{{.Names}}").stdout
     return sorted(out.split())
 
 

@@ -8,9 +8,9 @@ import uuid
 import psycopg2
 import pytest
 import redis
-from conftest import inspect, pg_connect, s3_client, stack_containers
+from conftest import container, inspect, pg_connect, s3_client, stack_containers
 
-EXPECTED = ["cmx-health", "cmx-pgbouncer", "cmx-postgres", "cmx-redis", "cmx-redis-commander", "cmx-storage"]
+EXPECTED = [container(s) for s in ("health", "pgbouncer", "postgres", "redis", "redis-commander", "storage")]
 
 
 def test_every_service_is_running_and_healthy():

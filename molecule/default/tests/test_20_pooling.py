@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import testinfra
-from conftest import pg_connect
+from conftest import container, pg_connect
 
 BENCH_DB = "cmx_bench"
 
@@ -26,8 +26,8 @@ def test_pgbench_through_pgbouncer_with_more_clients_than_max_connections(inv):
     assert clients <= inv["cmx_pgbouncer_max_client_conn"]
     _admin_sql(inv, f"DROP DATABASE IF EXISTS {BENCH_DB}")
     _admin_sql(inv, f"CREATE DATABASE {BENCH_DB}")
-    # pgbench runs inside the postgres container and reaches PgBouncer over cmx-network.
-    host = testinfra.get_host("docker://cmx-postgres")
+    # pgbench runs inside the postgres container and reaches PgBouncer over the project network.
+    host = testinfra.get_host(f"docker://{container('postgres')}")
     env = f"PGPASSWORD='{inv['cmx_postgres_password']}'"
     user = inv["cmx_postgres_user"]
     init = host.run(f"{env} pgbench -i -q -s 1 -h postgres -p 5432 -U {user} {BENCH_DB}")

@@ -9,7 +9,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from conftest import docker, inspect, wait_until
+from conftest import container, docker, inspect, wait_until
 
 # The service's budget: per-probe timeout 1500 ms + 500 ms (roles/stack defaults); one second of slack.
 BUDGET_S = 2.0
@@ -47,11 +47,11 @@ def test_health_answers_200_with_the_seed_contract(inv):
 
 @pytest.fixture
 def redis_stopped():
-    docker("stop", "cmx-redis")
+    docker("stop", container("redis"))
     try:
         yield
     finally:
-        docker("start", "cmx-redis")
+        docker("start", container("redis"))
 
 
 def test_redis_down_gives_503_within_budget_then_recovers(inv, redis_stopped):
@@ -65,10 +65,10 @@ def test_redis_down_gives_503_within_budget_then_recovers(inv, redis_stopped):
     others = {name: entry["status"] for name, entry in report["services"].items() if name != "redis"}
     assert set(others.values()) == {"up"}, others
     assert elapsed < BUDGET_S + 1.0, f"/health took {elapsed:.2f} s with redis down"
-    assert inspect("cmx-health")["RestartCount"] == 0
-    assert inspect("cmx-health")["State"]["Running"]
+    assert inspect(container("health"))["RestartCount"] == 0
+    assert inspect(container("health"))["State"]["Running"]
 
 
 def test_health_recovers_by_itself_after_redis_returns(inv):
     wait_until(lambda: get_health(inv)[0] == 200, 60, "/health to answer 200 again")
-    assert inspect("cmx-health")["RestartCount"] == 0
+    assert inspect(container("health"))["RestartCount"] == 0

@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import INVENTORY, PROJECT_DIR, all_healthy, docker, wait_until
+from conftest import INVENTORY, PROJECT, PROJECT_DIR, all_healthy, container, docker, wait_until
 from conftest import pg_connect as pg
 from conftest import redis_client as rds
 from conftest import s3_client as s3
@@ -327,7 +327,8 @@ def test_round_trip_backup_volumes_removed_restore(inv):
 
     # Reset with the volumes removed, then the normal converge.
     playbook("playbooks/down.yml", "-e", "cmx_down_remove_volumes=true")
-    volumes = docker("volume", "ls", "-q", "--filter", "label=com.docker.compose.project=cmx").stdout.split()
+    label = f"label=com.docker.compose.project={PROJECT}"
+    volumes = docker("volume", "ls", "-q", "--filter", label).stdout.split()
     assert not any(v.endswith(("_postgres_data", "_redis_data", "_storage_data")) for v in volumes), volumes
     playbook("dev.yml")
     assert f"{PREFIX}plain".encode() not in set(rds(inv).scan_iter(match=f"{PREFIX}*"))
@@ -351,7 +352,7 @@ def test_round_trip_backup_volumes_removed_restore(inv):
         conn.close()
 
     # Redis keeps the restored data across a restart: it was written to the append-only file.
-    docker("restart", "cmx-redis")
+    docker("restart", container("redis"))
     wait_until(all_healthy, 120, "the stack to be healthy after restarting Redis")
     assert redis_state(inv) == redis_before
     assert rds(inv).info("persistence")["aof_enabled"] == 1

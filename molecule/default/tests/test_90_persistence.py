@@ -8,7 +8,16 @@ import subprocess
 import uuid
 
 import pytest
-from conftest import PROJECT_DIR, all_healthy, docker, pg_connect, redis_client, s3_client, wait_until
+from conftest import (
+    PROJECT,
+    PROJECT_DIR,
+    all_healthy,
+    docker,
+    pg_connect,
+    redis_client,
+    s3_client,
+    wait_until,
+)
 
 MARK = uuid.uuid4().hex
 
@@ -43,7 +52,7 @@ def test_data_survives_compose_down_and_up(inv):
     write_everything(inv, tag)
     compose = ["docker", "compose", "--project-directory", str(PROJECT_DIR), "--profile", "tools"]
     subprocess.run([*compose, "down"], check=True, capture_output=True, timeout=180)
-    assert docker("ps", "-q", "--filter", "label=com.docker.compose.project=cmx").stdout.strip() == ""
+    assert docker("ps", "-q", "--filter", f"label=com.docker.compose.project={PROJECT}").stdout.strip() == ""
     subprocess.run([*compose, "up", "-d", "--wait"], check=True, capture_output=True, timeout=300)
     assert_everything_there(inv, tag)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 import psycopg2
-from conftest import PROJECT_DIR, all_healthy, converge, inspect, pg_connect, wait_until
+from conftest import PROJECT_DIR, all_healthy, container, converge, inspect, pg_connect, wait_until
 
 
 def logs_in(inv: dict, port_key: str, password: str) -> bool:
@@ -22,14 +22,14 @@ def logs_in(inv: dict, port_key: str, password: str) -> bool:
 
 def test_changed_password_reaches_postgres_and_pgbouncer_without_a_restart(inv):
     wait_until(all_healthy, 120, "the stack to be healthy")
-    started = inspect("cmx-pgbouncer")["State"]["StartedAt"]
+    started = inspect(container("pgbouncer"))["State"]["StartedAt"]
     old, new = inv["cmx_postgres_password"], f"rotated-{uuid.uuid4().hex}"
     try:
         converge("-e", f"cmx_postgres_password={new}")
         for port_key in ("cmx_postgres_port", "cmx_pgbouncer_port"):
             assert logs_in(inv, port_key, new), port_key
             assert not logs_in(inv, port_key, old), port_key
-        assert inspect("cmx-pgbouncer")["State"]["StartedAt"] == started  # reloaded, not restarted
+        assert inspect(container("pgbouncer"))["State"]["StartedAt"] == started  # reloaded, not restarted
         userlist = (PROJECT_DIR / "secrets" / "pgbouncer" / "userlist.txt").read_text()
         assert "SCRAM-SHA-256$" in userlist and new not in userlist
     finally:

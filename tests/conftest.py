@@ -5,3 +5,8 @@ from ansible_collections.cleanmatex.infra.tests.pg_cluster import (  # noqa: F40
     pg,
     throwaway_pg_cluster,
 )
+from ansible_collections.cleanmatex.infra.tests.strict_ci import fail_on_skips_in_ci
+
+
+def pytest_sessionfinish(session, exitstatus):
+    fail_on_skips_in_ci(session)

@@ -14,10 +14,31 @@ import psycopg2
 import pytest
 import redis
 import yaml
+from ansible_collections.cleanmatex.infra.tests.strict_ci import fail_on_skips_in_ci
 from botocore.config import Config
 
 INVENTORY = Path(os.environ.get("CMX_INVENTORY", Path(__file__).parents[3] / "inventories" / "ci"))
 PROJECT_DIR = Path(os.environ.get("CMX_PROJECT_DIR", Path(__file__).parents[3] / ".cmx-ci"))
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "host_disruptive: changes the whole Docker host (restarts dockerd); runs only when asked"
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    """Host-disruptive tests run only with CMX_HOST_DISRUPTIVE=1 (tests/run.sh, CI only), and then alone."""
+    wanted = os.environ.get("CMX_HOST_DISRUPTIVE") == "1"
+    keep = [item for item in items if (item.get_closest_marker("host_disruptive") is not None) == wanted]
+    dropped = [item for item in items if item not in keep]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+def pytest_sessionfinish(session, exitstatus):
+    fail_on_skips_in_ci(session)
 
 
 class _InventoryLoader(yaml.SafeLoader):

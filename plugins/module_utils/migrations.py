@@ -21,6 +21,9 @@ binary in tests/integration/test_supabase_cli.py):
 * Seed bookkeeping: ``supabase_migrations.seed_files (path text NOT NULL PRIMARY KEY, hash text NOT NULL)``,
   ``path`` relative to the project root (``supabase/seed.sql``), ``hash`` = sha256 hex of the file.
 * Each migration runs in one transaction together with its history row, after ``RESET ALL``.
+  Transaction control in a file (``BEGIN``, ``COMMIT``, ``END``, ``ROLLBACK``, ``START TRANSACTION``, ...)
+  would commit part of it, so pending files (and a due seed) containing one are refused before anything
+  runs; ``SAVEPOINT``, ``RELEASE`` and ``ROLLBACK TO`` stay inside the transaction and are allowed.
 
 Differences from the CLI, on purpose:
 
@@ -43,6 +46,7 @@ from dataclasses import dataclass, field
 
 try:
     import psycopg2
+    import psycopg2.extensions
 except ImportError:  # reported by the module through missing_required_lib
     psycopg2 = None
 
@@ -432,6 +436,55 @@ def plan_migrations(migrations: list[MigrationFile], applied: dict[str, AppliedM
 
 
 # --------------------------------------------------------------------------------------------------
+# Transaction control: a file runs in one transaction with its history row, so a COMMIT in it would
+# keep half the file with no row, and everything after it would run outside any transaction.
+# --------------------------------------------------------------------------------------------------
+
+
+def _leading_words(text: str, count: int) -> tuple[list[str], int]:
+    """The first count tokens of text that are not white space or comments (words in lower case, other
+    tokens as ''), padded with ''; and the offset of the first one."""
+    words, first = [], 0
+    for kind, start, end in sql_tokens(text):
+        if kind in (SPACE, COMMENT):
+            continue
+        if not words:
+            first = start
+        words.append(text[start:end].lower() if kind == WORD else "")
+        if len(words) == count:
+            break
+    return words + [""] * (count - len(words)), first
+
+
+def transaction_control(statement: Statement) -> tuple[int, str] | None:
+    """(line, command) when statement starts, ends or prepares a transaction; None otherwise.
+
+    Savepoints (SAVEPOINT, RELEASE, ROLLBACK TO) stay inside the surrounding transaction: allowed.
+    """
+    (first, second), offset = _leading_words(statement.text, 2)
+    refused = (
+        first in ("begin", "commit", "end", "abort")
+        or (first == "rollback" and second != "to")
+        or (first in ("start", "prepare") and second == "transaction")
+    )
+    if not refused:
+        return None
+    line = statement.line + statement.text.count("\n", 0, offset)
+    return line, statement.text[offset:].splitlines()[0][:60]
+
+
+def transaction_control_problems(files: list[tuple[str, list[Statement]]]) -> list[tuple[str, int, str]]:
+    """(file name, line, statement start) of every transaction-control statement of the given files."""
+    problems = []
+    for path, statements in files:
+        for statement in statements:
+            found = transaction_control(statement)
+            if found:
+                problems.append((os.path.basename(path), *found))
+    return problems
+
+
+# --------------------------------------------------------------------------------------------------
 # Applying
 # --------------------------------------------------------------------------------------------------
 
@@ -487,6 +540,15 @@ def _run_statements(cursor, path: str, statements: list[Statement]):
                 raise MigrationError(f"{os.path.basename(path)}: statement {index}: {exc}", path) from exc
             message = describe_pg_error(exc, path, statement, index, len(statements))
             raise MigrationError(message, path, exc.pgerror) from exc
+        # Backstop for transaction_control(): stop at once if a statement ended the transaction anyway.
+        if cursor.connection.get_transaction_status() != psycopg2.extensions.TRANSACTION_STATUS_INTRANS:
+            raise MigrationError(
+                f"{os.path.basename(path)}: statement {index}/{len(statements)} starting at line "
+                f"{statement.line} ended the file's transaction; what ran before it may stay committed, "
+                "nothing after it ran and the file is not recorded. Remove transaction control (BEGIN, "
+                "COMMIT, ...) from the file",
+                path,
+            )
 
 
 def _in_transaction(connection, work):
@@ -641,6 +703,21 @@ def migrate(
         seed_key = seed_key_for(seed_file, migrations_dir)
         seed_hash = file_sha256(seed_file)
         seed_due = read_seed_hash(connection, seed_key) != seed_hash
+
+    to_run = [(migration.path, migration.statements) for migration in plan.pending]
+    if seed_due:
+        to_run.append((seed_file, split_statements(read_sql_file(seed_file))))
+    problems = transaction_control_problems(to_run)
+    if problems:
+        result.failed = True
+        result.failed_file = problems[0][0]
+        result.msg = (
+            "transaction control in migration files, nothing applied (each file runs in one transaction with "
+            "its history row; a COMMIT in it would keep half the file): "
+            + "; ".join(f"{name} line {line}: {text}" for name, line, text in problems)
+            + ". Remove these statements (SAVEPOINT, RELEASE and ROLLBACK TO are allowed)"
+        )
+        return result
 
     if check_mode:
         result.seed_applied = seed_due

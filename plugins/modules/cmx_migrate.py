@@ -20,6 +20,10 @@ description:
   - A migration with an SQL error stops the run. The error names the file, the statement, its line and
     column and PostgreSQL's message. Migrations before it stay applied; the failed one is rolled back and
     not recorded.
+  - Transaction control would break that (a C(COMMIT) keeps half a file with no history row), so pending files
+    and a due seed containing C(BEGIN), C(COMMIT), C(END), C(ROLLBACK), C(ABORT), C(START TRANSACTION) or
+    C(PREPARE TRANSACTION) are refused before anything runs, each one listed with its file and line.
+    C(SAVEPOINT), C(RELEASE) and C(ROLLBACK TO) are allowed.
   - With O(seed=true) the seed file runs after the migrations when its sha256 differs from the one recorded
     in C(supabase_migrations.seed_files) (the Supabase CLI's table), so the seed SQL must be idempotent.
   - Concurrent runs against one database are serialised with an advisory lock.

@@ -44,6 +44,7 @@ class S3BackupError(backup.BackupError):
 
 
 def object_path(bucket: str, key: str) -> str:
+    """The raw request path of an object: Client.open encodes it ('?', '#', '%' stay in the key)."""
     return f"/{bucket}/{key}"
 
 

@@ -7,7 +7,6 @@ environment is ever used: requests go straight to the endpoint.
 from __future__ import annotations
 
 import urllib.error
-import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -35,20 +34,21 @@ class Client:
         payload_hash: str | None = None,
     ):
         """Send a signed request; returns the open response (the caller reads and closes it).
-        HTTP error statuses raise urllib.error.HTTPError."""
-        url = self.url.rstrip("/") + path
-        if query:
-            url += "?" + urllib.parse.urlencode(query, quote_via=urllib.parse.quote)
+        ``path`` is raw (``/bucket/key``, the key unencoded, '?' and '#' included): it is encoded, never
+        parsed. HTTP error statuses raise urllib.error.HTTPError."""
         signed = s3sig.sign(
             method,
-            url,
+            self.url,
             self.access_key,
             self.secret_key,
             region=self.region,
             headers=dict(headers or {}),
             payload_hash=payload_hash or s3sig.EMPTY_SHA256,
+            path=path,
+            query=query,
         )
-        request = urllib.request.Request(s3sig.encode_url_path(url), data=body, method=method, headers=signed)
+        url = s3sig.request_url(self.url, path, query)
+        request = urllib.request.Request(url, data=body, method=method, headers=signed)
         return _OPENER.open(request, timeout=self.timeout)
 
     def request(

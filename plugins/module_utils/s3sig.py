@@ -135,6 +135,8 @@ def sign(
     now: datetime.datetime | str | None = None,
     session_token: str | None = None,
     content_sha256_header: bool | None = None,
+    path: str | None = None,
+    query: str | list[tuple[str, str]] | None = None,
 ) -> dict[str, str]:
     """Sign a request and return the complete header set to send (Host, X-Amz-Date, Authorization ...).
 
@@ -142,8 +144,17 @@ def sign(
     a datetime or an ``YYYYMMDDTHHMMSSZ`` string (test vectors). For service
     "s3" the ``x-amz-content-sha256`` header is added and signed, as S3
     requires; other services sign the payload hash without sending it.
+
+    With ``path`` (raw, unencoded: an object key may hold '?', '#' or '%') the
+    path (joined to the path of ``url``, the endpoint) and ``query`` are signed
+    as given: a raw key is never parsed as a URL. Send the request to
+    :func:`request_url` with the same arguments.
     """
     parts = urllib.parse.urlsplit(url)
+    if path is None:
+        path, query = parts.path, parts.query
+    else:
+        path = parts.path.rstrip("/") + path
     date = now if isinstance(now, str) else amz_date(now)
     payload_hash = payload_hash or EMPTY_SHA256
     if content_sha256_header is None:
@@ -162,7 +173,7 @@ def sign(
     if session_token:
         out["X-Amz-Security-Token"] = session_token
 
-    creq, signed = canonical_request(method, parts.path, parts.query, out, payload_hash)
+    creq, signed = canonical_request(method, path, query, out, payload_hash)
     scope = credential_scope(date[:8], region, service)
     sts = string_to_sign(date, scope, creq)
     signature = hmac.new(
@@ -172,6 +183,15 @@ def sign(
         f"{ALGORITHM} Credential={access_key}/{scope}, SignedHeaders={signed}, Signature={signature}"
     )
     return out
+
+
+def request_url(endpoint: str, path: str, query: str | list[tuple[str, str]] | None = None) -> str:
+    """The URL for the raw ``path`` (joined to the endpoint's own path) and ``query``, encoded exactly as
+    :func:`sign` with ``path=`` signs them. The raw path is never parsed."""
+    parts = urllib.parse.urlsplit(endpoint)
+    url = f"{parts.scheme}://{parts.netloc}{canonical_uri(parts.path.rstrip('/') + path)}"
+    encoded = canonical_query(query)
+    return f"{url}?{encoded}" if encoded else url
 
 
 def encode_url_path(url: str) -> str:

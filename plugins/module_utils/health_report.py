@@ -340,6 +340,56 @@ def config_from_env(env: dict | None = None) -> HealthConfig:
     )
 
 
+def read_env_file(path: str) -> dict:
+    """KEY=VALUE lines of a rendered .env ('#' comments skipped, one level of quotes removed)."""
+    values = {}
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line or line.startswith("#") or "=" not in line:
+                continue
+            key, _, value = line.partition("=")
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            values[key.strip()] = value
+    return values
+
+
+def env_from_stack(project_dir: str) -> dict | None:
+    """HEALTH_* settings for probing a converged stack from its host, read from its rendered folder.
+
+    Uses the compose .env (ports, names, bind address) and the secret files in secrets/ (as *_FILE):
+    the same services the /health container probes, through the ports published on the host.
+    None when the folder holds no rendered stack.
+    """
+    env_path = os.path.join(project_dir, ".env")
+    if not os.path.isfile(env_path):
+        return None
+    stack = read_env_file(env_path)
+    bind = stack.get("CMX_BIND_ADDRESS") or "127.0.0.1"
+    host = "127.0.0.1" if bind in ("0.0.0.0", "127.0.0.1") else bind
+    if ":" in host:
+        host = f"[{host}]"
+    secrets = os.path.join(project_dir, "secrets")
+    user = urllib.parse.quote(stack.get("POSTGRES_USER", ""), safe="")
+    dbname = urllib.parse.quote(stack.get("POSTGRES_DB", ""), safe="")
+    engine_paths = {"minio": "/minio/health/live"}
+    env = {
+        "HEALTH_DATABASE_URL": f"postgresql://{user}@{host}:{stack.get('POSTGRES_PORT')}/{dbname}?sslmode=disable",
+        "HEALTH_DATABASE_PASSWORD_FILE": os.path.join(secrets, "postgres_password"),
+        "HEALTH_PGBOUNCER_URL": f"postgresql://{user}@{host}:{stack.get('PGBOUNCER_PORT')}/{dbname}?sslmode=disable",
+        "HEALTH_REDIS_URL": f"redis://{host}:{stack.get('REDIS_PORT')}/0",
+        "HEALTH_REDIS_PASSWORD_FILE": os.path.join(secrets, "redis_password"),
+        "HEALTH_S3_ENDPOINT": f"http://{host}:{stack.get('S3_PORT')}",
+        "HEALTH_S3_HEALTH_PATH": engine_paths.get(stack.get("CMX_STORAGE_ENGINE", ""), "/healthz"),
+        "HEALTH_S3_BUCKET": stack.get("S3_BUCKET", ""),
+        "HEALTH_S3_ACCESS_KEY_FILE": os.path.join(secrets, "s3_access_key"),
+        "HEALTH_S3_SECRET_KEY_FILE": os.path.join(secrets, "s3_secret_key"),
+    }
+    return env
+
+
 # --------------------------------------------------------------------------- the report
 
 
@@ -514,15 +564,17 @@ def serve(config: HealthConfig) -> int:
 
 
 def check(config: HealthConfig, out=None, verbose: bool = False) -> int:
+    """Probe once and print the JSON; exit 0 healthy, 2 not, each service that is down named with why."""
     out = out or sys.stdout
     results = collect(config)
     report = build_report(results, config.version)
     out.write(json.dumps(report, indent=2) + "\n")
-    if verbose:
-        for res in results.values():
-            if not res.up:
-                sys.stderr.write(f"{res.name}: down - {res.error}\n")
-    return 0 if report["status"] == HEALTHY else 1
+    for res in results.values():
+        if not res.up:
+            sys.stderr.write(f"{res.name}: down - {res.error}\n")
+        elif verbose:
+            sys.stderr.write(f"{res.name}: up ({res.latency_ms} ms)\n")
+    return 0 if report["status"] == HEALTHY else 2
 
 
 def ping(url: str, timeout: float = 3.0) -> int:
@@ -542,14 +594,15 @@ def ping(url: str, timeout: float = 3.0) -> int:
 USAGE = """usage: cmx-health {serve|check|ping} [options]
 
   serve           serve GET /health on HEALTH_BIND:HEALTH_PORT (200 healthy, 503 not)
-  check [-v]      probe once, print the JSON; exit 0 healthy, 1 unhealthy (-v: errors to stderr)
+  check [-v]      probe once, print the JSON; exit 0 healthy, 2 unhealthy (why on stderr; -v: every service)
   ping [URL]      exit 0 when a cmx-health server answers (default http://127.0.0.1:$HEALTH_PORT/health)
 
-Configuration comes from HEALTH_* environment variables; see health_report.py.
+Configuration comes from HEALTH_* environment variables; see health_report.py. `check` with none set
+reads the converged stack's folder instead: $CMX_PROJECT_DIR, by default .cmx/ of the checkout.
 """
 
 
-def main(argv: list | None = None) -> int:
+def main(argv: list | None = None, default_project_dir: str | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         sys.stdout.write(USAGE)
@@ -559,7 +612,20 @@ def main(argv: list | None = None) -> int:
         if cmd == "ping":
             port = os.environ.get("HEALTH_PORT") or str(DEFAULT_PORT)
             return ping(rest[0] if rest else f"http://127.0.0.1:{port}/health")
-        config = config_from_env()
+        env = dict(os.environ)
+        if cmd == "check" and not any(
+            key.startswith("HEALTH_") and key.endswith(("_URL", "_ENDPOINT")) for key in env
+        ):
+            project_dir = env.get("CMX_PROJECT_DIR") or default_project_dir
+            from_stack = env_from_stack(project_dir) if project_dir else None
+            if from_stack is None:
+                raise ConfigError(
+                    f"no HEALTH_* variables and no converged stack in {project_dir or '(no folder)'}:"
+                    " run `bin/cmx up` first, set CMX_PROJECT_DIR to the stack's folder,"
+                    " or set HEALTH_DATABASE_URL, HEALTH_REDIS_URL and HEALTH_S3_ENDPOINT"
+                )
+            env.update(from_stack)
+        config = config_from_env(env)
     except ConfigError as exc:
         sys.stderr.write(f"cmx-health: {exc}\n")
         return 2

@@ -38,6 +38,33 @@ DOWN = "down"
 DEFAULT_TIMEOUT = 2.0
 
 
+def has_postgres_driver() -> bool:
+    """psycopg2 or psycopg 3 importable by this interpreter."""
+    for name in ("psycopg2", "psycopg"):
+        try:
+            __import__(name)
+            return True
+        except ImportError:
+            continue
+    return False
+
+
+def reexec_in_project_venv(script_dir: str, argv: list) -> None:
+    """Run the calling command-line tool again under the checkout's .venv when this Python lacks a driver.
+
+    The tools work on any Python with python3-psycopg2; on one without it, a converged checkout's .venv
+    (created by bootstrap.sh) has one. Returns when there is nothing better to run under.
+    """
+    import os
+    import sys
+
+    venv = os.path.realpath(os.path.join(script_dir, os.pardir, ".venv"))
+    python = os.path.join(venv, "bin", "python")
+    if has_postgres_driver() or not os.access(python, os.X_OK) or os.path.realpath(sys.prefix) == venv:
+        return
+    os.execv(python, [python, *argv])
+
+
 @dataclass
 class ProbeResult:
     name: str

@@ -351,12 +351,53 @@ def run_cli(args, env, cwd=None, script=CMX_HEALTH, timeout=30):
     )
 
 
-def test_cli_check_unhealthy_when_unconfigured():
-    proc = run_cli(["check", "-v"], {"HEALTH_PROBE_TIMEOUT_MS": "300"})
-    assert proc.returncode == 1
+def test_cli_check_unhealthy_when_partly_configured():
+    proc = run_cli(
+        ["check", "-v"], {"HEALTH_PROBE_TIMEOUT_MS": "300", "HEALTH_S3_ENDPOINT": "http://127.0.0.1:1"}
+    )
+    assert proc.returncode == 2
     report = json.loads(proc.stdout)
     assert_contract(report)
-    assert "not configured: set HEALTH_DATABASE_URL" in proc.stderr
+    assert "database: down - not configured: set HEALTH_DATABASE_URL" in proc.stderr
+
+
+def test_cli_check_without_variables_or_stack_says_what_to_do(tmp_path):
+    proc = run_cli(["check"], {"CMX_PROJECT_DIR": str(tmp_path / "none")})
+    assert proc.returncode == 2
+    assert "no converged stack in" in proc.stderr and "bin/cmx up" in proc.stderr
+
+
+def test_cli_check_reads_the_rendered_stack_and_names_what_is_down(tmp_path):
+    """No HEALTH_* variables: settings from the stack folder; a service down = exit 2, naming it and why."""
+    (tmp_path / "secrets").mkdir()
+    for name in ("postgres_password", "redis_password", "s3_access_key", "s3_secret_key"):
+        (tmp_path / "secrets" / name).write_text("x")
+    dead = free_port()
+    (tmp_path / ".env").write_text(
+        f"CMX_BIND_ADDRESS=127.0.0.1\nPOSTGRES_USER=u\nPOSTGRES_DB=d\nPOSTGRES_PORT={dead}\n"
+        f"PGBOUNCER_PORT={dead}\nREDIS_PORT={dead}\nS3_PORT={dead}\nS3_BUCKET=b\n"
+    )
+    proc = run_cli(["check"], {"CMX_PROJECT_DIR": str(tmp_path), "HEALTH_PROBE_TIMEOUT_MS": "500"})
+    assert proc.returncode == 2, proc.stderr
+    report = json.loads(proc.stdout)
+    assert set(report["services"]) == {"database", "pgbouncer", "redis", "storage"}
+    for service in ("database", "pgbouncer", "redis", "storage"):
+        assert f"{service}: down - " in proc.stderr
+    assert f"127.0.0.1:{dead}" in proc.stderr or "refused" in proc.stderr
+
+
+def test_env_from_stack_maps_the_rendered_folder(tmp_path):
+    (tmp_path / ".env").write_text(
+        "CMX_BIND_ADDRESS=0.0.0.0\nPOSTGRES_USER=app user\nPOSTGRES_DB=db\nPOSTGRES_PORT=15432\n"
+        "PGBOUNCER_PORT=16432\nREDIS_PORT=16379\nS3_PORT=19000\nS3_BUCKET=bkt\n"
+    )
+    env = hr.env_from_stack(str(tmp_path))
+    assert env["HEALTH_DATABASE_URL"] == "postgresql://app%20user@127.0.0.1:15432/db?sslmode=disable"
+    assert env["HEALTH_PGBOUNCER_URL"].startswith("postgresql://app%20user@127.0.0.1:16432/")
+    assert env["HEALTH_REDIS_URL"] == "redis://127.0.0.1:16379/0"
+    assert env["HEALTH_S3_ENDPOINT"] == "http://127.0.0.1:19000" and env["HEALTH_S3_BUCKET"] == "bkt"
+    assert env["HEALTH_REDIS_PASSWORD_FILE"] == str(tmp_path / "secrets" / "redis_password")
+    assert hr.env_from_stack(str(tmp_path / "missing")) is None
 
 
 def test_cli_check_healthy(pg, redis, s3):

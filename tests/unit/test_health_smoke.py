@@ -51,6 +51,7 @@ def env_lines(stack, **overrides) -> dict:
         "S3_BUCKET": BUCKET,
         "NEXT_PUBLIC_SUPABASE_URL": stack["rest"].url,
         "NEXT_PUBLIC_SUPABASE_ANON_KEY": "anon-test-key",
+        "SUPABASE_ENABLED": "true",
     }
     values.update(overrides)
     return {k: v for k, v in values.items() if v is not None}
@@ -144,7 +145,27 @@ def test_supabase_without_key_accepts_401_and_can_be_disabled(stack, tmp_path):
             )
         ]
     )
-    assert proc.returncode == 0 and "Supabase" not in proc.stdout
+    assert proc.returncode == 0, proc.stdout
+    assert proc.stdout.splitlines()[-2].startswith("- Supabase skipped (not enabled")
+
+
+def test_supabase_not_enabled_is_skipped_not_failed(stack, tmp_path):
+    """The stack does not start Supabase: without SUPABASE_ENABLED=true it is reported as skipped."""
+    down = f"http://127.0.0.1:{free_port()}"
+    proc = run_smoke(
+        [write_env(tmp_path, env_lines(stack, NEXT_PUBLIC_SUPABASE_URL=down, SUPABASE_ENABLED=None))]
+    )
+    assert proc.returncode == 0, proc.stdout
+    assert "- Supabase skipped" in proc.stdout and "FAILED" not in proc.stdout
+
+
+def test_default_env_file_is_the_converged_stacks(stack, tmp_path):
+    """No argument: the app env file of the stack in CMX_PROJECT_DIR (.cmx/ by default)."""
+    (tmp_path / "app").mkdir()
+    write_env(tmp_path / "app", env_lines(stack))
+    proc = run_smoke([], {"CMX_PROJECT_DIR": str(tmp_path)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "✓ PostgreSQL OK" in proc.stdout
 
 
 def test_supabase_down_fails_last(stack, tmp_path):

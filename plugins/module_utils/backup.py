@@ -42,6 +42,10 @@ class BackupError(Exception):
     """A backup or restore cannot go on; the message says why and what to do."""
 
 
+class TransferError(BackupError):
+    """Received bytes differ from what the sender announced (size, checksum): a transient fault, retried."""
+
+
 class ChecksumError(BackupError):
     """A file of a backup is missing or differs from the manifest; ``file`` names it."""
 
@@ -157,8 +161,15 @@ def select_backup(root: str, requested: str = "") -> str:
 # --- checksums ----------------------------------------------------------------------------------------
 
 
-def copy_stream(source, target, chunk_size: int = CHUNK_SIZE) -> tuple[int, str]:
-    """Copy a binary stream into another; returns (bytes copied, sha256 hex) computed on the way."""
+def copy_stream(
+    source, target, chunk_size: int = CHUNK_SIZE, expected_size: int | None = None, digests=()
+) -> tuple[int, str]:
+    """Copy a binary stream into another; returns (bytes copied, sha256 hex) computed on the way.
+
+    ``expected_size`` (e.g. the Content-Length): a stream that ends at another size raises
+    :class:`TransferError` (http.client answers b"" when the peer closes early, no error). ``digests``:
+    more hashlib objects fed the same bytes (an md5 to compare with an S3 ETag).
+    """
     digest = hashlib.sha256()
     size = 0
     while True:
@@ -166,8 +177,12 @@ def copy_stream(source, target, chunk_size: int = CHUNK_SIZE) -> tuple[int, str]
         if not chunk:
             break
         digest.update(chunk)
+        for other in digests:
+            other.update(chunk)
         target.write(chunk)
         size += len(chunk)
+    if expected_size is not None and size != expected_size:
+        raise TransferError(f"received {size} bytes, {expected_size} announced (connection closed early)")
     return size, digest.hexdigest()
 
 

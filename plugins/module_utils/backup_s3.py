@@ -10,12 +10,20 @@ it). No boto3, so it runs on any target that has Python, and several transfers r
 Object bodies are stored content-addressed (``objects/<ab>/<sha256>``, see backup.object_file): any key,
 even ``../x`` or ``a/`` next to ``a/b``, maps to a safe file name, and identical bodies are stored once.
 The manifest keeps key -> file, size, sha256, Content-Type and user metadata (x-amz-meta-*).
+
+A body is kept only when its size equals the announced Content-Length and, for a single-part object (an
+ETag without '-', not SSE-KMS/SSE-C), its md5 equals the ETag. Transient faults (connection errors, a body
+cut short, HTTP 5xx/429) are retried RETRY_DELAYS; then the error names the key.
 """
 
 from __future__ import annotations
 
+import hashlib
+import http.client
 import os
+import re
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -39,6 +47,12 @@ KEPT_HEADERS = (
 )
 
 
+# Pauses (seconds) before the 2nd, 3rd ... attempt of a request that failed transiently.
+RETRY_DELAYS = (0.5, 2.0, 5.0)
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+_MD5_ETAG = re.compile(r"^[0-9a-fA-F]{32}$")
+
+
 class S3BackupError(backup.BackupError):
     """An S3 request failed; the message names the operation, the key and the HTTP status."""
 
@@ -50,8 +64,42 @@ def object_path(bucket: str, key: str) -> str:
 
 def _error(operation: str, exc: Exception) -> S3BackupError:
     if isinstance(exc, urllib.error.HTTPError):
-        return S3BackupError(error_message(operation, exc.code, exc.read(65536)))
+        with exc:
+            return S3BackupError(error_message(operation, exc.code, exc.read(65536)))
     return S3BackupError(f"{operation}: {exc}")
+
+
+def _transient(exc: Exception) -> bool:
+    if isinstance(exc, urllib.error.HTTPError):
+        return exc.code in RETRY_STATUSES
+    # URLError, ConnectionError and TimeoutError are OSErrors; a local one (disk full) is not retried.
+    return isinstance(
+        exc,
+        (
+            urllib.error.URLError,
+            ConnectionError,
+            TimeoutError,
+            http.client.HTTPException,
+            backup.TransferError,
+        ),
+    )
+
+
+def _retrying(operation: str, attempt):
+    """``attempt()``, again after each of RETRY_DELAYS while it fails transiently; else S3BackupError."""
+    for number, delay in enumerate((*RETRY_DELAYS, None), start=1):
+        try:
+            return attempt()
+        except (urllib.error.URLError, OSError, http.client.HTTPException, backup.TransferError) as exc:
+            if delay is None or not _transient(exc):
+                error = _error(operation, exc)
+                if number > 1:
+                    error = S3BackupError(f"{error} (failed {number} attempts)")
+                raise error from exc
+            if isinstance(exc, urllib.error.HTTPError):
+                exc.close()
+            time.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 def parse_list_page(body: bytes) -> tuple[list[dict], str | None]:
@@ -77,6 +125,15 @@ def parse_list_page(body: bytes) -> tuple[list[dict], str | None]:
     return objects, token if truncated else None
 
 
+def _list_page(client: Client, bucket: str, query: list[tuple[str, str]]) -> tuple[list[dict], str | None]:
+    with client.open("GET", f"/{bucket}", query) as response:
+        body = response.read()
+        length = response.headers.get("Content-Length")
+    if length and length.isdigit() and len(body) != int(length):
+        raise backup.TransferError(f"received {len(body)} bytes of the listing, {length} announced")
+    return parse_list_page(body)
+
+
 def list_objects(client: Client, bucket: str) -> list[dict]:
     """Every object of the bucket, in key order."""
     objects: list[dict] = []
@@ -85,35 +142,49 @@ def list_objects(client: Client, bucket: str) -> list[dict]:
         query = [("encoding-type", "url"), ("list-type", "2"), ("max-keys", "1000")]
         if token:
             query.append(("continuation-token", token))
-        try:
-            with client.open("GET", f"/{bucket}", query) as response:
-                page, token = parse_list_page(response.read())
-        except (urllib.error.URLError, OSError) as exc:
-            raise _error(f"list the objects of bucket {bucket}", exc) from exc
+        page, token = _retrying(
+            f"list the objects of bucket {bucket}", lambda q=query: _list_page(client, bucket, q)
+        )
         objects.extend(page)
         if not token:
             return sorted(objects, key=lambda item: item["key"])
 
 
-def download(client: Client, bucket: str, key: str, folder: str) -> dict:
-    """GET one object into the folder's content-addressed store; returns its manifest entry."""
+def download(client: Client, bucket: str, item: dict, folder: str) -> dict:
+    """GET one listed object (``{"key", "size"}``) into the folder's content-addressed store, checked
+    against its Content-Length and single-part ETag, retried; returns its manifest entry."""
+    key = item["key"]
+    return _retrying(f"download s3://{bucket}/{key}", lambda: _download_once(client, bucket, item, folder))
+
+
+def _download_once(client: Client, bucket: str, item: dict, folder: str) -> dict:
     staging = os.path.join(folder, "objects", ".incoming")
     os.makedirs(staging, mode=0o700, exist_ok=True)
     fd, temporary = tempfile.mkstemp(dir=staging)
     try:
-        with os.fdopen(fd, "wb") as target, client.open("GET", object_path(bucket, key)) as response:
-            size, sha = backup.copy_stream(response, target)
+        md5 = hashlib.md5(usedforsecurity=False)
+        with os.fdopen(fd, "wb") as target, client.open("GET", object_path(bucket, item["key"])) as response:
             headers = {name.lower(): value for name, value in response.headers.items()}
+            announced = headers.get("content-length", "")
+            expected = int(announced) if announced.isdigit() else item.get("size")
+            size, sha = backup.copy_stream(response, target, expected_size=expected, digests=(md5,))
+        etag = headers.get("etag", "").strip('"')
+        # The ETag of a single-part object is its md5 (not with SSE-KMS or SSE-C, nor multipart: '-N').
+        encrypted = headers.get("x-amz-server-side-encryption", "").startswith("aws:kms") or (
+            "x-amz-server-side-encryption-customer-algorithm" in headers
+        )
+        if _MD5_ETAG.match(etag) and not encrypted and md5.hexdigest() != etag.lower():
+            raise backup.TransferError(f"the body's md5 {md5.hexdigest()} differs from its ETag {etag}")
         relpath = backup.object_file(sha)
         final = os.path.join(folder, relpath)
         os.makedirs(os.path.dirname(final), mode=0o700, exist_ok=True)
         os.replace(temporary, final)  # identical bodies: same name, same content
-    except (urllib.error.URLError, OSError) as exc:
+    except BaseException:
         if os.path.exists(temporary):
             os.unlink(temporary)
-        raise _error(f"download s3://{bucket}/{key}", exc) from exc
+        raise
     return {
-        "key": key,
+        "key": item["key"],
         "size": size,
         "sha256": sha,
         "file": relpath,
@@ -127,32 +198,33 @@ def download(client: Client, bucket: str, key: str, folder: str) -> dict:
 
 
 def upload(client: Client, bucket: str, entry: dict, folder: str) -> None:
-    """PUT one object from the backup folder, signed with its (already verified) sha256."""
+    """PUT one object from the backup folder, signed with its (already verified) sha256; retried."""
+    _retrying(f"upload s3://{bucket}/{entry['key']}", lambda: _upload_once(client, bucket, entry, folder))
+
+
+def _upload_once(client: Client, bucket: str, entry: dict, folder: str) -> None:
     path = os.path.join(folder, backup.safe_relpath(entry["file"]))
     headers = {"Content-Length": str(entry["size"])}
     headers.update({name.title(): value for name, value in (entry.get("headers") or {}).items()})
     headers.update({f"x-amz-meta-{name}": value for name, value in (entry.get("metadata") or {}).items()})
-    try:
-        with (
-            open(path, "rb") as body,
-            client.open(
-                "PUT",
-                object_path(bucket, entry["key"]),
-                headers=headers,
-                body=body if entry["size"] else b"",
-                payload_hash=entry["sha256"],
-            ) as response,
-        ):
-            response.read()
-    except (urllib.error.URLError, OSError) as exc:
-        raise _error(f"upload s3://{bucket}/{entry['key']}", exc) from exc
+    with (
+        open(path, "rb") as body,
+        client.open(
+            "PUT",
+            object_path(bucket, entry["key"]),
+            headers=headers,
+            body=body if entry["size"] else b"",
+            payload_hash=entry["sha256"],
+        ) as response,
+    ):
+        response.read()
 
 
 def backup_bucket(client: Client, bucket: str, folder: str, workers: int = 8) -> dict:
     """Download every object. Returns ``{"objects": [...], "files": {relpath: {size, sha256}}}``."""
     listed = list_objects(client, bucket)
     with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
-        entries = list(pool.map(lambda item: download(client, bucket, item["key"], folder), listed))
+        entries = list(pool.map(lambda item: download(client, bucket, item, folder), listed))
     staging = os.path.join(folder, "objects", ".incoming")
     if os.path.isdir(staging):
         os.rmdir(staging)

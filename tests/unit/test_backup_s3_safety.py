@@ -9,15 +9,19 @@ from a tiny HTTP server on 127.0.0.1 started by the test.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
+import urllib.parse
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from ansible_collections.cleanmatex.infra.plugins.module_utils import backup_s3, s3sig
+from ansible_collections.cleanmatex.infra.plugins.module_utils import backup, backup_s3, s3sig
 from ansible_collections.cleanmatex.infra.plugins.module_utils.s3_client import Client
 from test_probes_support import LOCALHOST, free_port, wait_for
 
@@ -127,12 +131,8 @@ def seaweed(tmp_path_factory):
         wait_for(object_readable, timeout=90, step=0.1, what="SeaweedFS S3 on 127.0.0.1")
         yield client
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        process.kill()  # a throwaway server: its graceful stop takes 10 s and more
+        process.wait()
 
 
 @pytest.fixture
@@ -207,3 +207,143 @@ def test_backup_and_restore_keep_every_key(seaweed, bucket, tmp_path):
         answer = s3.get_object(Bucket=bucket, Key=key)
         assert answer["Body"].read() == body, key
         assert answer["ContentType"] == "application/x-cmx" and answer["Metadata"] == {"k": "v"}
+
+
+# --- a scripted S3 stand-in for faults ---------------------------------------------------------------------
+
+
+class FaultyS3:
+    """Bucket ``b`` on 127.0.0.1 holding ``objects``; each GET of a key takes the next answer of its script:
+    ``ok``, ``short`` (announces the whole body, sends 100 bytes, closes), ``bad-etag``, ``503``, ``404``."""
+
+    def __init__(self, objects: dict[str, bytes], script: dict[str, list[str]] | None = None):
+        self.objects = objects
+        self.script = {key: list(answers) for key, answers in (script or {}).items()}
+        self.gets: list[str] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                path, _, _ = self.path.partition("?")
+                if path == "/b":
+                    return self.answer(200, owner.listing())
+                key = urllib.parse.unquote(path[len("/b/") :])
+                owner.gets.append(key)
+                answers = owner.script.get(key) or ["ok"]
+                action = answers.pop(0) if len(answers) > 1 else answers[0]
+                body = owner.objects[key]
+                if action == "503":
+                    return self.answer(503, b"<Error><Code>SlowDown</Code></Error>")
+                if action == "404":
+                    return self.answer(404, b"<Error><Code>NoSuchKey</Code></Error>")
+                etag = hashlib.md5(b"other" if action == "bad-etag" else body).hexdigest()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("ETag", f'"{etag}"')
+                self.end_headers()
+                self.wfile.write(body[:100] if action == "short" else body)
+
+            def answer(self, status: int, body: bytes):
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer((LOCALHOST, 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+        self.client = Client(f"http://{LOCALHOST}:{self.server.server_address[1]}", "a", "s", timeout=5)
+
+    def listing(self) -> bytes:
+        contents = "".join(
+            f"<Contents><Key>{urllib.parse.quote_plus(key)}</Key><Size>{len(body)}</Size></Contents>"
+            for key, body in sorted(self.objects.items())
+        )
+        return (
+            "<ListBucketResult><EncodingType>url</EncodingType><IsTruncated>false</IsTruncated>"
+            f"{contents}</ListBucketResult>"
+        ).encode()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def faulty(monkeypatch):
+    monkeypatch.setattr(backup_s3, "RETRY_DELAYS", (0.01, 0.01, 0.01), raising=False)
+    servers = []
+
+    def start(objects, script=None):
+        servers.append(FaultyS3(objects, script))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def stored_files(folder) -> list[str]:
+    return sorted(
+        os.path.relpath(os.path.join(directory, name), folder)
+        for directory, _, names in os.walk(folder)
+        for name in names
+    )
+
+
+BIG = os.urandom(1000)
+
+
+# --- item 1: a body cut short or corrupted is never kept ---------------------------------------------------
+
+
+def test_copy_stream_refuses_a_stream_shorter_than_announced():
+    with pytest.raises(backup.TransferError, match="received 100 bytes, 1000 announced"):
+        backup.copy_stream(io.BytesIO(BIG[:100]), io.BytesIO(), expected_size=1000)
+
+
+def test_a_cut_body_is_fetched_again_and_kept_whole(faulty, tmp_path):
+    s3 = faulty({"big.bin": BIG}, {"big.bin": ["short", "ok"]})
+    result = backup_s3.backup_bucket(s3.client, "b", str(tmp_path))
+    [entry] = result["objects"]
+    assert (entry["size"], entry["sha256"]) == (1000, _sha(BIG))
+    assert (tmp_path / entry["file"]).read_bytes() == BIG
+    assert s3.gets == ["big.bin", "big.bin"]
+
+
+def test_a_body_cut_every_time_fails_naming_the_key_and_keeps_nothing(faulty, tmp_path):
+    s3 = faulty({"dir/big #1.bin": BIG}, {"dir/big #1.bin": ["short"]})
+    with pytest.raises(
+        backup_s3.S3BackupError,
+        match=r"download s3://b/dir/big #1\.bin: received 100 bytes, 1000 announced .*failed 4 attempts",
+    ):
+        backup_s3.backup_bucket(s3.client, "b", str(tmp_path))
+    assert len(s3.gets) == 4
+    assert stored_files(tmp_path) == []
+
+
+def test_a_body_that_differs_from_its_etag_is_not_kept(faulty, tmp_path):
+    s3 = faulty({"x.bin": BIG}, {"x.bin": ["bad-etag"]})
+    with pytest.raises(
+        backup_s3.S3BackupError, match=r"s3://b/x\.bin: the body's md5 .* differs from its ETag"
+    ):
+        backup_s3.backup_bucket(s3.client, "b", str(tmp_path))
+    assert stored_files(tmp_path) == []
+
+
+def test_a_503_is_retried(faulty, tmp_path):
+    s3 = faulty({"x.bin": BIG}, {"x.bin": ["503", "503", "ok"]})
+    [entry] = backup_s3.backup_bucket(s3.client, "b", str(tmp_path))["objects"]
+    assert entry["sha256"] == _sha(BIG) and len(s3.gets) == 3
+
+
+def test_a_lasting_503_fails_after_a_few_attempts(faulty, tmp_path):
+    s3 = faulty({"x.bin": BIG}, {"x.bin": ["503"]})
+    with pytest.raises(
+        backup_s3.S3BackupError, match=r"s3://b/x\.bin: HTTP 503 SlowDown \(failed 4 attempts\)"
+    ):
+        backup_s3.backup_bucket(s3.client, "b", str(tmp_path))
+    assert len(s3.gets) == 4

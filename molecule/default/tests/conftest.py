@@ -144,12 +144,13 @@ def s3_client(inv: dict, secret: str | None = None):
     )
 
 
-def converge(*extra: str) -> str:
-    """ansible-playbook dev.yml on the ci inventory with `extra` arguments; its output (it must succeed)."""
+def converge(*extra: str, playbook: str = "dev.yml") -> str:
+    """ansible-playbook dev.yml (or `playbook`) on the ci inventory with `extra` arguments; its output
+    (it must succeed)."""
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "ANSIBLE_NOCOLOR": "1"}
     done = subprocess.run(
-        [str(bin_dir / "ansible-playbook"), "-i", str(INVENTORY), "dev.yml", *extra],
+        [str(bin_dir / "ansible-playbook"), "-i", str(INVENTORY), playbook, *extra],
         cwd=Path(__file__).resolve().parents[3],
         env=env,
         capture_output=True,

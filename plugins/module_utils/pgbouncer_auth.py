@@ -1,9 +1,12 @@
 """PgBouncer's user list from PostgreSQL's SCRAM secrets, and a changed password applied on converge.
 
 PostgreSQL reads POSTGRES_PASSWORD only on the first start with an empty data directory. When the
-inventory's password no longer logs in, it is set with ALTER ROLE through the container's local socket
-(trusted), and PgBouncer's auth_file gets the new secret: the exact `SCRAM-SHA-256$...` string from
-pg_authid, never the plaintext. A running PgBouncer re-reads that file on SIGHUP (the folder holding it is
+inventory's password no longer logs in (the server says so with SQLSTATE 28P01, read from the protocol:
+pg_scram.login_sqlstate), it is a stale vault as often as a rotation: the password is set only when
+`rotate` is asked for (dev and ci always), with ALTER ROLE through the container's local socket (trusted)
+and a SCRAM verifier computed here, never the plain password (it would land in the server log with
+log_statement, and in pg_stat_statements). PgBouncer's auth_file gets the exact `SCRAM-SHA-256$...`
+strings from pg_authid. A running PgBouncer re-reads that file on SIGHUP (the folder holding it is
 bind-mounted, so the rewritten file is visible); the login through PgBouncer is awaited before anything
 else connects. plugins/modules/cmx_pgbouncer_userlist.py wraps this.
 """
@@ -14,7 +17,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-AUTH_FAILED_SQLSTATE = "28P01"
+from ansible_collections.cleanmatex.infra.plugins.module_utils.pg_scram import (
+    ProtocolError,
+    login_sqlstate,
+    scram_verifier,
+)
+
+INVALID_PASSWORD = "28P01"
+# 28P01 invalid_password (also for an unknown role), 28000 invalid_authorization_specification
+# (pg_hba.conf rejects, NOLOGIN role): a new password only helps with the first.
+REFUSED_LOGIN = (INVALID_PASSWORD, "28000")
 # run(argv, stdin) -> (rc, stdout, stderr)
 Run = Callable[[list[str], str], tuple[int, str, str]]
 
@@ -29,10 +41,20 @@ class Login:
     connect_timeout: int = 10
 
 
-def is_auth_failure(error: Exception) -> bool:
-    code = getattr(error, "pgcode", None)
-    text = str(error)
-    return code == AUTH_FAILED_SQLSTATE or "password authentication failed" in text
+class PasswordMismatch(RuntimeError):
+    """The server refuses the inventory's password and rotation was not asked for."""
+
+
+def refusal(login: Login) -> str | None:
+    """SQLSTATE with which the server refuses `login` (28P01 or 28000), or None (it lets it in, is
+    unreachable, or wants an authentication method the probe does not speak)."""
+    try:
+        code = login_sqlstate(
+            login.host, login.port, login.user, login.password, login.dbname, login.connect_timeout
+        )
+    except (OSError, ProtocolError, ValueError):
+        return None
+    return code if code in REFUSED_LOGIN else None
 
 
 def connect(login: Login):
@@ -69,8 +91,9 @@ def quote_ident(value: str) -> str:
     return '"' + value.replace('"', '""') + '"'
 
 
-def alter_password_sql(role: str, password: str) -> str:
-    return f"ALTER ROLE {quote_ident(role)} PASSWORD {quote_literal(password)};\n"
+def alter_password_sql(role: str, password: str, salt: bytes | None = None) -> str:
+    """ALTER ROLE with the SCRAM verifier of `password` (PostgreSQL stores a verifier as is)."""
+    return f"ALTER ROLE {quote_ident(role)} PASSWORD {quote_literal(scram_verifier(password, salt))};\n"
 
 
 def userlist_text(secrets: list[tuple[str, str]]) -> str:
@@ -87,17 +110,35 @@ def unsupported_secrets(secrets: list[tuple[str, str]]) -> list[str]:
 
 
 def sync_password(
-    login: Login, roles: list[str], container: str, run: Run
-) -> tuple[list[tuple[str, str]], bool]:
-    """Read the secrets; when the password is refused, set it inside `container` and read again.
+    login: Login, roles: list[str], container: str, run: Run, rotate: bool = False, check_mode: bool = False
+) -> tuple[list[tuple[str, str]] | None, bool]:
+    """Read the secrets; when the server refuses the password (28P01) and `rotate`, set it inside
+    `container` and read again. Returns (secrets, updated); secrets is None when check mode stopped
+    before a rotation.
 
-    `run(argv, stdin)` executes a command and returns (rc, stdout, stderr). Returns (secrets, updated).
+    `run(argv, stdin)` executes a command and returns (rc, stdout, stderr). Raises PasswordMismatch
+    when the password is refused and `rotate` is false, RuntimeError for another refusal (28000).
     """
     try:
         return read_secrets(login, roles), False
     except Exception as error:
-        if not is_auth_failure(error):
+        code = refusal(login)
+        if code is None:
             raise
+        if code != INVALID_PASSWORD:
+            raise RuntimeError(
+                f"PostgreSQL refuses the login of {login.user} (SQLSTATE {code}; a new password would not "
+                f"help): {str(error).strip()}"
+            ) from error
+        if not rotate:
+            raise PasswordMismatch(
+                f"PostgreSQL refuses the inventory's password for {login.user} (SQLSTATE {code}): the "
+                "database has another one. If the vault is stale, put the current password in it; to set "
+                "the database's password to the inventory's, re-run with "
+                "-e cmx_postgres_password_rotate=true (module option rotate)"
+            ) from error
+    if check_mode:
+        return None, True
     argv = [
         "docker",
         "exec",

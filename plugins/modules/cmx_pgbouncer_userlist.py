@@ -8,8 +8,12 @@ module: cmx_pgbouncer_userlist
 short_description: Write PgBouncer's user list with the SCRAM secrets read from PostgreSQL
 description:
   - Logs in to PostgreSQL with the inventory's password and reads the roles' secrets from C(pg_authid).
-  - When that password is refused (it changed in the inventory; the image only reads it on first init),
-    sets it with C(ALTER ROLE) through C(docker exec) and the container's local socket, then reads again.
+  - When the server refuses that password (SQLSTATE 28P01, read from the protocol, whatever the server's
+    language), the inventory and the database disagree, after a rotation in the inventory (the image only
+    reads the password on first init) or with a stale vault. With O(rotate) the module sets the inventory's password
+    with C(ALTER ROLE) through C(docker exec) and the container's local socket, sending a SCRAM-SHA-256
+    verifier computed here (never the plain password, which C(log_statement) would write to the server
+    log), then reads again. Without O(rotate) it fails and changes nothing.
   - Writes the user list atomically, only when its content differs, so a re-run reports C(changed=false).
   - With O(reload_container), a changed list is loaded by the running PgBouncer without a restart
     (C(docker kill --signal HUP)), and the module returns once the user logs in through PgBouncer on
@@ -24,6 +28,12 @@ options:
   dbname: {description: Database to log in to., type: str, required: true}
   roles: {description: Roles to list (default the user)., type: list, elements: str}
   container: {description: PostgreSQL container for ALTER ROLE., type: str, default: cmx-postgres}
+  rotate:
+    description:
+      - Set the role's password to O(password) when the server refuses it. Off by default, so that a stale
+        vault fails the run instead of resetting a production password (the role turns it on in dev and ci).
+    type: bool
+    default: false
   path: {description: The user list file., type: path, required: true}
   mode: {description: Mode of the file., type: str, default: "0644"}
   reload_container:
@@ -43,6 +53,7 @@ EXAMPLES = r"""
     user: cmx_user
     password: "{{ cmx_postgres_password }}"
     dbname: cmx_db
+    rotate: "{{ cmx_postgres_password_rotate }}"
     path: /opt/cmx/secrets/pgbouncer/userlist.txt
     reload_container: cmx-pgbouncer
     pgbouncer_port: 6432
@@ -50,7 +61,10 @@ EXAMPLES = r"""
 
 RETURN = r"""
 roles: {description: Roles written to the list., returned: success, type: list, elements: str}
-password_updated: {description: The role's password was set with ALTER ROLE., returned: success, type: bool}
+password_updated:
+  description: The role's password was set with ALTER ROLE (in check mode, would be).
+  returned: success
+  type: bool
 reloaded: {description: PgBouncer re-read a changed list and let the user in., returned: success, type: bool}
 """
 
@@ -58,7 +72,6 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.cleanmatex.infra.plugins.module_utils.files import SyncResult, write_file
 from ansible_collections.cleanmatex.infra.plugins.module_utils.pgbouncer_auth import (
     Login,
-    read_secrets,
     reload_and_wait,
     sync_password,
     unsupported_secrets,
@@ -76,6 +89,7 @@ def main() -> None:
             "dbname": {"type": "str", "required": True},
             "roles": {"type": "list", "elements": "str"},
             "container": {"type": "str", "default": "cmx-postgres"},
+            "rotate": {"type": "bool", "default": False},
             "path": {"type": "path", "required": True},
             "mode": {"type": "str", "default": "0644"},
             "reload_container": {"type": "str"},
@@ -92,16 +106,17 @@ def main() -> None:
         return module.run_command(argv, data=stdin, binary_data=False)
 
     try:
-        if module.check_mode:
-            secrets, updated = read_secrets(login, roles), False
-        else:
-            secrets, updated = sync_password(login, roles, p["container"], run)
+        secrets, updated = sync_password(
+            login, roles, p["container"], run, rotate=p["rotate"], check_mode=module.check_mode
+        )
     except ImportError:
         module.fail_json(
             msg="psycopg2 is missing on the target: run ./bootstrap.sh and use .venv/bin/ansible-playbook"
         )
     except Exception as error:  # connection, auth or ALTER ROLE failures: name where, never the password
         module.fail_json(msg=f"PostgreSQL at {p['host']}:{p['port']} as {p['user']}: {str(error).strip()}")
+    if secrets is None:  # check mode, before a rotation
+        module.exit_json(changed=True, roles=roles, password_updated=True, reloaded=False)
     bad = unsupported_secrets(secrets)
     if bad:
         module.fail_json(

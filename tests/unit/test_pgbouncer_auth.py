@@ -1,24 +1,42 @@
-"""PgBouncer user list and the password re-sync: quoting, SCRAM-only, and the ALTER ROLE path."""
+"""PgBouncer user list and the password re-sync: quoting, SCRAM-only, and the ALTER ROLE path, against the
+throwaway PostgreSQL cluster: a refusal is told by its SQLSTATE, a mismatch changes nothing unless rotation
+is asked for, and a rotation sends a SCRAM verifier that never shows the password in the server log."""
 
 from __future__ import annotations
 
+import itertools
+import socket
+import struct
+import subprocess
+import threading
+
+import psycopg2
 import pytest
 from ansible_collections.cleanmatex.infra.plugins.module_utils import pgbouncer_auth
+from ansible_collections.cleanmatex.infra.plugins.module_utils.pg_scram import parse_verifier, scram_verifier
 from ansible_collections.cleanmatex.infra.plugins.module_utils.pgbouncer_auth import (
     Login,
+    PasswordMismatch,
     alter_password_sql,
-    is_auth_failure,
+    refusal,
     reload_and_wait,
     sync_password,
     unsupported_secrets,
     userlist_text,
 )
+from ansible_collections.cleanmatex.infra.tests.pg_cluster import (
+    POSTGRES_BINDIR,
+    SUPERUSER,
+    SUPERUSER_PASSWORD,
+)
 
 SECRET = "SCRAM-SHA-256$4096:c2FsdA==$c3RvcmVk:c2VydmVy"
+NEW_PASSWORD = "n3w'pä$s \"#:wörd"
+_names = itertools.count(1)
 
 
 class FakeAuthError(Exception):
-    pgcode = "28P01"
+    pass
 
 
 def test_userlist_lines_quote_and_double_inner_quotes():
@@ -27,40 +45,170 @@ def test_userlist_lines_quote_and_double_inner_quotes():
     )
 
 
-def test_alter_password_sql_escapes_literal_and_identifier():
-    assert alter_password_sql('ro"le', "it's") == "ALTER ROLE \"ro\"\"le\" PASSWORD 'it''s';\n"
+def test_alter_password_sql_sends_a_verifier_never_the_password():
+    salt = b"0123456789abcdef"
+    sql = alter_password_sql('ro"le', "it's", salt)
+    verifier = scram_verifier("it's", salt)
+    assert sql == f'ALTER ROLE "ro""le" PASSWORD \'{verifier}\';\n'
+    assert "it's" not in sql and "it''s" not in sql
 
 
 def test_only_scram_secrets_are_usable():
     assert unsupported_secrets([("a", SECRET), ("b", "md5abc")]) == ["b"]
 
 
-def test_auth_failure_is_recognised_by_sqlstate_or_text():
-    assert is_auth_failure(FakeAuthError("x"))
-    assert is_auth_failure(Exception('FATAL:  password authentication failed for user "cmx_user"'))
-    assert not is_auth_failure(Exception("could not connect to server: Connection refused"))
+# --- against the throwaway cluster ---------------------------------------------------------------------
 
 
-def test_sync_password_alters_role_through_the_container_then_reads_again(monkeypatch):
-    calls = {"reads": 0}
-
-    def fake_read(login, roles):
-        calls["reads"] += 1
-        if calls["reads"] == 1:
-            raise FakeAuthError("password authentication failed")
-        return [("cmx_user", SECRET)]
-
-    ran = []
-    monkeypatch.setattr(pgbouncer_auth, "read_secrets", fake_read)
-    login = Login("127.0.0.1", 5432, "cmx_user", "n3w'pass", "cmx_db")
-    secrets, updated = sync_password(
-        login, ["cmx_user"], "cmx-postgres", lambda argv, stdin: ran.append((argv, stdin)) or (0, "", "")
+def _admin(cluster):
+    connection = psycopg2.connect(
+        host="127.0.0.1", port=cluster.port, user=SUPERUSER, password=SUPERUSER_PASSWORD, dbname="postgres"
     )
-    assert updated and secrets == [("cmx_user", SECRET)]
-    argv, stdin = ran[0]
-    assert argv[:4] == ["docker", "exec", "-i", "cmx-postgres"]
-    assert "n3w'pass" not in " ".join(argv)  # the password travels on stdin only
-    assert stdin == "ALTER ROLE \"cmx_user\" PASSWORD 'n3w''pass';\n"
+    connection.autocommit = True
+    return connection
+
+
+def new_superuser(cluster, password: str, *options: str) -> str:
+    """A superuser (it reads pg_authid, like the stack's owner role) with its own database."""
+    role = f"pgb_auth_{next(_names)}"
+    connection = _admin(cluster)
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE ROLE {role} SUPERUSER LOGIN PASSWORD %s", (password,))
+        cursor.execute(f"CREATE DATABASE {role} OWNER {role}")
+        for option in options:
+            cursor.execute(f"ALTER ROLE {role} {option}")
+    connection.close()
+    return role
+
+
+def local_psql(cluster, calls):
+    """A runner for sync_password: `docker exec -i <container> psql ...` becomes the local psql over the
+    cluster's Unix socket (trusted, like the container's)."""
+
+    def run(argv, stdin):
+        calls.append((argv, stdin))
+        assert argv[:4] == ["docker", "exec", "-i", "cmx-postgres"] and argv[4] == "psql"
+        done = subprocess.run(
+            [POSTGRES_BINDIR / "psql", "-h", cluster.root / "sockets", "-p", str(cluster.port), *argv[5:]],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return done.returncode, done.stdout, done.stderr
+
+    return run
+
+
+def logs_in(cluster, role, password) -> bool:
+    try:
+        psycopg2.connect(
+            host="127.0.0.1", port=cluster.port, user=role, password=password, dbname=role, sslmode="disable"
+        ).close()
+    except psycopg2.OperationalError:
+        return False
+    return True
+
+
+def test_refusal_reads_the_sqlstate_from_the_real_server(throwaway_pg_cluster):
+    port = throwaway_pg_cluster.port
+    role = new_superuser(throwaway_pg_cluster, "right-password")
+    locked = new_superuser(throwaway_pg_cluster, "right-password", "NOLOGIN")
+    assert refusal(Login("127.0.0.1", port, role, "wrong", role)) == "28P01"
+    assert refusal(Login("127.0.0.1", port, role, "right-password", role)) is None
+    assert refusal(Login("127.0.0.1", port, locked, "right-password", locked)) == "28000"
+    assert refusal(Login("127.0.0.1", port, role, "right-password", "no_such_db")) is None  # 3D000
+    assert refusal(Login("127.0.0.1", 1, role, "x", role, connect_timeout=2)) is None  # unreachable
+
+
+def fake_server(error: bytes):
+    """A server that answers every startup packet with this ErrorResponse body; returns its port."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def serve():
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            with client:
+                (length,) = struct.unpack("!I", client.recv(4))
+                client.recv(length - 4)
+                client.sendall(b"E" + struct.pack("!I", len(error) + 4) + error)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener
+
+
+def test_refusal_does_not_depend_on_the_servers_language():
+    german = "Passwort-Authentifizierung für Benutzer »cmx_user« fehlgeschlagen".encode()
+    listener = fake_server(b"SFATAL\0VFATAL\0C28P01\0M" + german + b"\0\0")
+    port = listener.getsockname()[1]
+    try:
+        with pytest.raises(psycopg2.OperationalError) as error:
+            psycopg2.connect(host="127.0.0.1", port=port, user="cmx_user", password="x", dbname="d")
+        # What the old check relied on: no pgcode from libpq, and no English text to fall back to.
+        assert error.value.pgcode is None and "password authentication failed" not in str(error.value)
+        assert refusal(Login("127.0.0.1", port, "cmx_user", "x", "d")) == "28P01"
+    finally:
+        listener.close()
+
+
+def test_a_mismatch_without_rotate_stops_and_changes_nothing(throwaway_pg_cluster):
+    role = new_superuser(throwaway_pg_cluster, "current-password")
+    calls = []
+    login = Login("127.0.0.1", throwaway_pg_cluster.port, role, "stale-vault-password", role)
+    with pytest.raises(PasswordMismatch) as error:
+        sync_password(login, [role], "cmx-postgres", local_psql(throwaway_pg_cluster, calls))
+    assert "28P01" in str(error.value) and "cmx_postgres_password_rotate=true" in str(error.value)
+    assert "stale-vault-password" not in str(error.value)
+    assert calls == []
+    assert logs_in(throwaway_pg_cluster, role, "current-password")
+
+
+def test_check_mode_reports_a_rotation_without_running_it(throwaway_pg_cluster):
+    role = new_superuser(throwaway_pg_cluster, "current-password")
+    calls = []
+    login = Login("127.0.0.1", throwaway_pg_cluster.port, role, NEW_PASSWORD, role)
+    secrets, updated = sync_password(
+        login, [role], "cmx-postgres", local_psql(throwaway_pg_cluster, calls), rotate=True, check_mode=True
+    )
+    assert (secrets, updated, calls) == (None, True, [])
+    assert logs_in(throwaway_pg_cluster, role, "current-password")
+
+
+def test_rotation_sends_a_scram_verifier_and_the_password_never_reaches_the_log(throwaway_pg_cluster):
+    role = new_superuser(throwaway_pg_cluster, "current-password", "SET log_statement = 'all'")
+    calls = []
+    login = Login("127.0.0.1", throwaway_pg_cluster.port, role, NEW_PASSWORD, role)
+    log_start = throwaway_pg_cluster.log_file.stat().st_size
+    secrets, updated = sync_password(
+        login, [role], "cmx-postgres", local_psql(throwaway_pg_cluster, calls), rotate=True
+    )
+    assert updated and [name for name, _ in secrets] == [role]
+    (argv, stdin), *_ = calls
+    assert NEW_PASSWORD not in " ".join(argv) and NEW_PASSWORD not in stdin
+    assert stdin.startswith(f'ALTER ROLE "{role}" PASSWORD \'SCRAM-SHA-256$4096:')
+    parse_verifier(secrets[0][1])
+    assert logs_in(throwaway_pg_cluster, role, NEW_PASSWORD)
+    assert not logs_in(throwaway_pg_cluster, role, "current-password")
+    with throwaway_pg_cluster.log_file.open("rb") as log:
+        log.seek(log_start)
+        written = log.read().decode("utf-8", "replace")
+    assert "statement: ALTER ROLE" in written and "SCRAM-SHA-256$4096:" in written  # log_statement is on
+    for form in (NEW_PASSWORD, NEW_PASSWORD.replace("'", "''"), "pä$s", "wörd"):
+        assert form not in written
+
+
+def test_a_refusal_other_than_the_password_is_not_rotated(throwaway_pg_cluster):
+    role = new_superuser(throwaway_pg_cluster, "current-password", "NOLOGIN")
+    calls = []
+    login = Login("127.0.0.1", throwaway_pg_cluster.port, role, "current-password", role)
+    with pytest.raises(RuntimeError, match="SQLSTATE 28000"):
+        sync_password(login, [role], "cmx-postgres", local_psql(throwaway_pg_cluster, calls), rotate=True)
+    assert calls == []
 
 
 def test_sync_password_does_not_alter_on_other_errors(monkeypatch):
@@ -70,7 +218,11 @@ def test_sync_password_does_not_alter_on_other_errors(monkeypatch):
     monkeypatch.setattr(pgbouncer_auth, "read_secrets", refused)
     with pytest.raises(OSError):
         sync_password(
-            Login("127.0.0.1", 1, "u", "p", "d"), ["u"], "c", lambda a, s: pytest.fail("must not run")
+            Login("127.0.0.1", 1, "u", "p", "d", connect_timeout=2),
+            ["u"],
+            "c",
+            lambda a, s: pytest.fail("must not run"),
+            rotate=True,
         )
 
 

@@ -118,6 +118,8 @@ def run_backup(
                 "object_count": len(s3_part["objects"]),
                 "bytes": s3_part["bytes"],
                 "objects": s3_part["objects"],
+                # listed, then deleted before their GET: not in the backup, and not an error
+                "skipped_deleted": s3_part.get("skipped_deleted", []),
             },
         )
         manifest["seconds"] = timings

@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ansible_collections.cleanmatex.infra.plugins.module_utils import backup
 from ansible_collections.cleanmatex.infra.plugins.module_utils.s3_client import (
     Client,
+    error_code,
     error_message,
     strip_namespaces,
 )
@@ -56,6 +57,10 @@ _MD5_ETAG = re.compile(r"^[0-9a-fA-F]{32}$")
 class S3BackupError(backup.BackupError):
     """An S3 request failed; the message names the operation, the key and the HTTP status."""
 
+    def __init__(self, message: str, status: int = 0, code: str = ""):
+        super().__init__(message)
+        self.status, self.code = status, code
+
 
 def object_path(bucket: str, key: str) -> str:
     """The raw request path of an object: Client.open encodes it ('?', '#', '%' stay in the key)."""
@@ -65,7 +70,8 @@ def object_path(bucket: str, key: str) -> str:
 def _error(operation: str, exc: Exception) -> S3BackupError:
     if isinstance(exc, urllib.error.HTTPError):
         with exc:
-            return S3BackupError(error_message(operation, exc.code, exc.read(65536)))
+            body = exc.read(65536)
+        return S3BackupError(error_message(operation, exc.code, body), exc.code, error_code(body))
     return S3BackupError(f"{operation}: {exc}")
 
 
@@ -94,7 +100,7 @@ def _retrying(operation: str, attempt):
             if delay is None or not _transient(exc):
                 error = _error(operation, exc)
                 if number > 1:
-                    error = S3BackupError(f"{error} (failed {number} attempts)")
+                    error = S3BackupError(f"{error} (failed {number} attempts)", error.status, error.code)
                 raise error from exc
             if isinstance(exc, urllib.error.HTTPError):
                 exc.close()
@@ -150,11 +156,19 @@ def list_objects(client: Client, bucket: str) -> list[dict]:
             return sorted(objects, key=lambda item: item["key"])
 
 
-def download(client: Client, bucket: str, item: dict, folder: str) -> dict:
+def download(client: Client, bucket: str, item: dict, folder: str) -> dict | None:
     """GET one listed object (``{"key", "size"}``) into the folder's content-addressed store, checked
-    against its Content-Length and single-part ETag, retried; returns its manifest entry."""
+    against its Content-Length and single-part ETag, retried; returns its manifest entry, or None when the
+    object was deleted since the listing (404 NoSuchKey)."""
     key = item["key"]
-    return _retrying(f"download s3://{bucket}/{key}", lambda: _download_once(client, bucket, item, folder))
+    try:
+        return _retrying(
+            f"download s3://{bucket}/{key}", lambda: _download_once(client, bucket, item, folder)
+        )
+    except S3BackupError as exc:
+        if exc.status == 404 and exc.code == "NoSuchKey":  # not NoSuchBucket: that still fails
+            return None
+        raise
 
 
 def _download_once(client: Client, bucket: str, item: dict, folder: str) -> dict:
@@ -221,15 +235,23 @@ def _upload_once(client: Client, bucket: str, entry: dict, folder: str) -> None:
 
 
 def backup_bucket(client: Client, bucket: str, folder: str, workers: int = 8) -> dict:
-    """Download every object. Returns ``{"objects": [...], "files": {relpath: {size, sha256}}}``."""
+    """Download every object. Returns ``{"objects": [...], "files": {relpath: {size, sha256}}, "bytes",
+    "skipped_deleted": [keys listed but deleted before their GET]}``."""
     listed = list_objects(client, bucket)
     with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
-        entries = list(pool.map(lambda item: download(client, bucket, item, folder), listed))
+        results = list(pool.map(lambda item: download(client, bucket, item, folder), listed))
     staging = os.path.join(folder, "objects", ".incoming")
     if os.path.isdir(staging):
         os.rmdir(staging)
+    entries = [entry for entry in results if entry is not None]
+    deleted = [item["key"] for item, entry in zip(listed, results, strict=True) if entry is None]
     files = {entry["file"]: {"size": entry["size"], "sha256": entry["sha256"]} for entry in entries}
-    return {"objects": entries, "files": files, "bytes": sum(entry["size"] for entry in entries)}
+    return {
+        "objects": entries,
+        "files": files,
+        "bytes": sum(entry["size"] for entry in entries),
+        "skipped_deleted": deleted,
+    }
 
 
 def restore_bucket(client: Client, bucket: str, folder: str, objects: list[dict], workers: int = 8) -> dict:

@@ -13,7 +13,10 @@ description:
     exported by a REPEATABLE READ transaction that counts every table's rows meanwhile, so the counts in the
     manifest are exactly those of the dump.
   - Redis - a fresh snapshot (C(BGSAVE SCHEDULE), waited for), streamed out as C(redis/dump.rdb).
-  - Storage - every object of the bucket (ListObjectsV2, GET), stored by sha256 under C(objects/).
+  - Storage - every object of the bucket (ListObjectsV2, GET), stored by sha256 under C(objects/); each body
+    checked against its Content-Length and single-part ETag, transient faults retried. An object deleted
+    between the listing and its GET is recorded in the manifest's C(storage.skipped_deleted) (and warned
+    about), not an error.
   - Then C(manifest.json), written last and atomically - every file with its size and sha256, server
     versions, per-table row counts, Redis key counts, the objects (key, size, sha256, headers, metadata),
     timestamps, environment, seconds per part. A failure removes the folder; a folder without a manifest
@@ -196,6 +199,12 @@ def main():
         module.fail_json(msg=f"backup failed, nothing kept: {exc}")
     except OSError as exc:
         module.fail_json(msg=f"backup failed, nothing kept: {exc}")
+    skipped = result["manifest"]["storage"].get("skipped_deleted") or []
+    if skipped:
+        module.warn(
+            f"{len(skipped)} object(s) deleted from the bucket during the backup, not in it: "
+            + ", ".join(skipped[:20])
+        )
     module.exit_json(changed=True, **result)
 
 

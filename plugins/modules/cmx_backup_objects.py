@@ -9,7 +9,9 @@ short_description: Copy every object of the CleanMateX bucket into a backup fold
 description:
   - O(action=download) lists the bucket (ListObjectsV2, every page) and GETs each object into
     C(<folder>/objects/<ab>/<sha256>), computing sha256 while it streams. Returns one entry per key
-    (size, sha256, file, Content-Type and user metadata) for the manifest.
+    (size, sha256, file, Content-Type and user metadata) for the manifest. A body must match its
+    Content-Length and single-part ETag (md5); transient faults are retried a few times. An object deleted
+    between the listing and its GET (404 NoSuchKey) is listed in C(storage.skipped_deleted), not an error.
   - O(action=upload) PUTs every object of O(objects) (the manifest's list) with its headers and
     metadata, signed with its sha256 so that the server rejects a body that differs, then lists the
     bucket to check that every key is there. Objects in the bucket that the backup does not have are
@@ -82,7 +84,7 @@ files:
   returned: download
   type: dict
 storage:
-  description: The manifest's storage section (bucket, object count, bytes, objects).
+  description: The manifest's storage section (bucket, object count, bytes, objects, skipped_deleted).
   returned: download
   type: dict
 uploaded:
@@ -136,6 +138,7 @@ def main():
                     "object_count": len(result["objects"]),
                     "bytes": result["bytes"],
                     "objects": result["objects"],
+                    "skipped_deleted": result["skipped_deleted"],
                 },
             )
         result = backup_s3.restore_bucket(

@@ -214,7 +214,8 @@ def test_backup_and_restore_keep_every_key(seaweed, bucket, tmp_path):
 
 class FaultyS3:
     """Bucket ``b`` on 127.0.0.1 holding ``objects``; each GET of a key takes the next answer of its script:
-    ``ok``, ``short`` (announces the whole body, sends 100 bytes, closes), ``bad-etag``, ``503``, ``404``."""
+    ``ok``, ``short`` (announces the whole body, sends 100 bytes, closes), ``bad-etag``, ``503``, ``404``
+    (NoSuchKey), ``no-bucket`` (404 NoSuchBucket); the last answer repeats."""
 
     def __init__(self, objects: dict[str, bytes], script: dict[str, list[str]] | None = None):
         self.objects = objects
@@ -239,6 +240,8 @@ class FaultyS3:
                     return self.answer(503, b"<Error><Code>SlowDown</Code></Error>")
                 if action == "404":
                     return self.answer(404, b"<Error><Code>NoSuchKey</Code></Error>")
+                if action == "no-bucket":
+                    return self.answer(404, b"<Error><Code>NoSuchBucket</Code></Error>")
                 etag = hashlib.md5(b"other" if action == "bad-etag" else body).hexdigest()
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))
@@ -347,3 +350,67 @@ def test_a_lasting_503_fails_after_a_few_attempts(faulty, tmp_path):
     ):
         backup_s3.backup_bucket(s3.client, "b", str(tmp_path))
     assert len(s3.gets) == 4
+
+
+# --- item 6: an object deleted during the backup is recorded, the backup goes on ---------------------------
+
+
+def test_an_object_deleted_after_the_listing_is_recorded_and_skipped(faulty, tmp_path):
+    s3 = faulty(
+        {"gone.txt": b"x", "gone too.txt": b"y", "kept.txt": BIG},
+        {"gone.txt": ["404"], "gone too.txt": ["503", "404"]},
+    )
+    result = backup_s3.backup_bucket(s3.client, "b", str(tmp_path))
+    assert [entry["key"] for entry in result["objects"]] == ["kept.txt"]
+    assert result["skipped_deleted"] == ["gone too.txt", "gone.txt"]
+    assert result["bytes"] == 1000 and list(result["files"]) == [backup.object_file(_sha(BIG))]
+
+
+def test_a_missing_bucket_still_fails(faulty, tmp_path):
+    s3 = faulty({"a.txt": b"x"}, {"a.txt": ["no-bucket"]})
+    with pytest.raises(backup_s3.S3BackupError, match=r"s3://b/a\.txt: HTTP 404 NoSuchBucket"):
+        backup_s3.backup_bucket(s3.client, "b", str(tmp_path))
+
+
+def _fake_database_parts(monkeypatch, pause: threading.Event | None = None):
+    """PostgreSQL and Redis parts replaced by small files (the bucket part stays real)."""
+    from ansible_collections.cleanmatex.infra.plugins.module_utils import backup_run
+
+    def write(folder, relpath, data):
+        os.makedirs(os.path.join(folder, os.path.dirname(relpath)), exist_ok=True)
+        with open(os.path.join(folder, relpath), "wb") as handle:
+            handle.write(data)
+        return {relpath: {"size": len(data), "sha256": _sha(data)}}
+
+    def pg_dump(*, connection, container, folder, compression, docker):
+        if pause is not None:
+            assert pause.wait(30), "the test never let the dump finish"
+        return {"files": write(folder, "postgres/cmx_db.dump", b"PGDMP"), "postgres": {"tables": {}}}
+
+    def redis_dump(container, folder, password, docker, timeout):
+        return {"files": write(folder, "redis/dump.rdb", b"REDIS0012"), "redis": {"keys": {}}}
+
+    monkeypatch.setattr(backup_run.backup_postgres, "dump", pg_dump)
+    monkeypatch.setattr(backup_run.backup_redis, "dump", redis_dump)
+    return backup_run
+
+
+def run_args(endpoint: str) -> dict:
+    return {
+        "postgres": {"container": "cmx-postgres", "connection": {}},
+        "redis": {"container": "cmx-redis"},
+        "storage": {"endpoint_url": endpoint, "access_key": "a", "secret_key": "s", "bucket": "b"},
+        "environment": "ci",
+        "project": "cmx",
+    }
+
+
+def test_a_backup_with_an_object_deleted_meanwhile_is_kept_and_says_so(faulty, tmp_path, monkeypatch):
+    backup_run = _fake_database_parts(monkeypatch)
+    s3 = faulty({"gone.txt": b"x", "kept.txt": BIG}, {"gone.txt": ["404"]})
+    result = backup_run.run_backup(root=str(tmp_path), keep=3, **run_args(s3.client.url))
+    manifest = backup.load_manifest(result["path"])
+    backup.verify_files(result["path"], manifest)
+    storage = manifest["storage"]
+    assert storage["skipped_deleted"] == ["gone.txt"]
+    assert [entry["key"] for entry in storage["objects"]] == ["kept.txt"] and storage["object_count"] == 1

@@ -14,6 +14,8 @@ Layout of one backup (a folder named after its UTC start time, under the invento
       redis/dump.rdb              Redis snapshot (RDB)
       objects/<ab>/<sha256>       each distinct object body of the bucket, named by its sha256
 
+While a backup or a prune runs, the folder holding the backups has ``.cmx-backup.lock`` (see backup_lock).
+
 ``manifest.json`` lists every file with its size and sha256, the server versions, the per-table row
 counts of the dump's snapshot, the Redis key counts, the bucket's objects (key -> file) and when and
 where the backup was taken.
@@ -21,12 +23,17 @@ where the backup was taken.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
+import socket
+import threading
+import time
 from dataclasses import dataclass
 
 MANIFEST_NAME = "manifest.json"
@@ -36,6 +43,11 @@ NAME_PATTERN = re.compile(r"^(?P<stamp>[0-9]{8}T[0-9]{6}Z)(?:-(?P<seq>[0-9]{1,4}
 NAME_FORMAT = "%Y%m%dT%H%M%SZ"
 CHUNK_SIZE = 1 << 20
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+# Held by a backup (with its retention) and by a prune, in the backups folder; see backup_lock.
+LOCK_NAME = ".cmx-backup.lock"
+# Seconds a backup or prune waits for another one to finish before it gives up.
+LOCK_WAIT = 60.0
+_LOCKS_HELD = threading.local()
 
 
 class BackupError(Exception):
@@ -114,7 +126,8 @@ def retention_plan(entries: list[BackupEntry], keep: int, protect: tuple[str, ..
 
     * complete backups beyond the ``keep`` newest are deleted, oldest first;
     * incomplete folders (no manifest: a backup that failed or was interrupted) older than the newest
-      complete backup are deleted too; newer ones may be a backup still running and are kept;
+      complete backup are deleted too; newer ones are kept. :func:`prune` holds :func:`backup_lock`, which
+      every backup holds while it runs, so an incomplete folder seen here is never a backup in progress;
     * names in ``protect`` (the backup just written) are never deleted.
     """
     if keep < 1:
@@ -130,10 +143,71 @@ def retention_plan(entries: list[BackupEntry], keep: int, protect: tuple[str, ..
     )
 
 
-def prune(root: str, keep: int, protect: tuple[str, ...] = (), check_mode: bool = False) -> list[str]:
-    """Apply :func:`retention_plan` under ``root``; returns the deleted folder names."""
-    doomed = retention_plan(list_backups(root), keep, protect)
-    if not check_mode:
+@contextlib.contextmanager
+def backup_lock(root: str, wait: float | None = None):
+    """Exclusive lock for the backups under ``root``: ``fcntl.flock`` on ``<root>/.cmx-backup.lock``.
+
+    A backup holds it from its new folder to the end of its retention, a prune while it deletes: so a
+    prune never sees a backup in progress. Another holder is waited for up to ``wait`` seconds (default
+    LOCK_WAIT), then BackupError names the lock file and its holder. Re-entrant in the holding thread
+    (run_backup -> prune). The kernel drops the lock with its process; the file is removed on release.
+    """
+    root = os.path.abspath(root)
+    held = getattr(_LOCKS_HELD, "roots", None)
+    if held is None:
+        held = _LOCKS_HELD.roots = set()
+    if root in held:
+        yield
+        return
+    os.makedirs(root, mode=0o700, exist_ok=True)
+    path = os.path.join(root, LOCK_NAME)
+    wait = LOCK_WAIT if wait is None else wait
+    deadline = time.monotonic() + wait
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 512, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            if time.monotonic() >= deadline:
+                raise BackupError(
+                    f"another backup or prune is running: {path} is locked ({holder}); waited {wait:g} s. "
+                    "Run again once it has finished"
+                ) from None
+            time.sleep(min(0.1, max(deadline - time.monotonic(), 0.01)))
+            continue
+        try:  # the previous holder may have removed the file between our open and flock
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    try:
+        started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {started}\n".encode())
+        held.add(root)
+        yield
+    finally:
+        held.discard(root)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # still locked: a waiter that opened this file sees it is gone and retries
+        os.close(fd)
+
+
+def prune(
+    root: str,
+    keep: int,
+    protect: tuple[str, ...] = (),
+    check_mode: bool = False,
+    lock_wait: float | None = None,
+) -> list[str]:
+    """Apply :func:`retention_plan` under ``root`` holding :func:`backup_lock`; returns the deleted names."""
+    if check_mode or not os.path.isdir(root):
+        return [entry.name for entry in retention_plan(list_backups(root), keep, protect)]
+    with backup_lock(root, lock_wait):
+        doomed = retention_plan(list_backups(root), keep, protect)
         for entry in doomed:
             shutil.rmtree(entry.path)
     return [entry.name for entry in doomed]

@@ -41,13 +41,40 @@ def run_backup(
     project: str,
     keep: int,
     docker: str = "docker",
+    lock_wait: float | None = None,
 ) -> dict:
     """Take a complete backup under ``root``; returns the manifest, the folder, what the retention deleted.
 
     ``postgres``: container, connection (host, port, user, password, dbname, sslmode), compression.
     ``redis``: container, password, timeout.
     ``storage``: endpoint_url, access_key, secret_key, region, bucket, engine, workers.
+    The backup and its retention hold backup.backup_lock (a second backup waits ``lock_wait`` seconds,
+    default backup.LOCK_WAIT, then fails naming the lock file): retention never removes a running backup.
     """
+    with backup.backup_lock(root, lock_wait):
+        return _run_locked(
+            root=root,
+            postgres=postgres,
+            redis=redis,
+            storage=storage,
+            environment=environment,
+            project=project,
+            keep=keep,
+            docker=docker,
+        )
+
+
+def _run_locked(
+    *,
+    root: str,
+    postgres: dict,
+    redis: dict,
+    storage: dict,
+    environment: str,
+    project: str,
+    keep: int,
+    docker: str,
+) -> dict:
     started = utc_now()
     name, folder = backup.create_backup_dir(root, started)
     timings: dict[str, float] = {}

@@ -22,6 +22,8 @@ description:
     timestamps, environment, seconds per part. A failure removes the folder; a folder without a manifest
     is never restored.
   - Last, the retention keeps the O(keep) newest complete backups (only folders named like backups).
+  - The backup and its retention hold an exclusive lock, C(<root>/.cmx-backup.lock) (C(flock), removed at
+    the end); a second backup or prune waits up to 60 s, then fails naming the lock file and its holder.
   - Passwords reach containers by environment (C(docker exec -e NAME)), never on a command line.
 version_added: 0.1.0
 author: CleanMateX DevOps

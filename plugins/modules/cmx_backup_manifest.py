@@ -11,6 +11,8 @@ description:
     file of its manifest, sizes then sha256, before anything is restored. A mismatch fails naming the file.
   - O(action=prune) keeps the O(keep) newest complete backups and deletes older ones, plus incomplete
     folders older than the newest complete backup. Only folders named like backups are ever touched.
+    It holds the lock that every backup holds while it runs (C(<root>/.cmx-backup.lock)), waiting up to
+    60 s for a running backup, so it never deletes a backup in progress.
 version_added: 0.1.0
 author: CleanMateX DevOps
 options:

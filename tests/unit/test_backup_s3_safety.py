@@ -372,7 +372,7 @@ def test_a_missing_bucket_still_fails(faulty, tmp_path):
         backup_s3.backup_bucket(s3.client, "b", str(tmp_path))
 
 
-def _fake_database_parts(monkeypatch, pause: threading.Event | None = None):
+def _fake_database_parts(monkeypatch):
     """PostgreSQL and Redis parts replaced by small files (the bucket part stays real)."""
     from ansible_collections.cleanmatex.infra.plugins.module_utils import backup_run
 
@@ -383,8 +383,6 @@ def _fake_database_parts(monkeypatch, pause: threading.Event | None = None):
         return {relpath: {"size": len(data), "sha256": _sha(data)}}
 
     def pg_dump(*, connection, container, folder, compression, docker):
-        if pause is not None:
-            assert pause.wait(30), "the test never let the dump finish"
         return {"files": write(folder, "postgres/cmx_db.dump", b"PGDMP"), "postgres": {"tables": {}}}
 
     def redis_dump(container, folder, password, docker, timeout):

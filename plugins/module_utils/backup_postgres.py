@@ -23,7 +23,7 @@ import re
 import threading
 import time
 
-from ansible_collections.cleanmatex.infra.plugins.module_utils import backup
+from ansible_collections.cleanmatex.infra.plugins.module_utils import backup, probes
 from ansible_collections.cleanmatex.infra.plugins.module_utils.backup_exec import (
     ExecError,
     exec_capture,
@@ -61,7 +61,6 @@ SELECT pg_catalog.pg_export_snapshot(),
 FROM pg_catalog.pg_database d
 WHERE d.datname = pg_catalog.current_database()
 """
-_SECRET_IN_SQL = re.compile(r"(PASSWORD\s+)'[^']*'", re.IGNORECASE)
 
 
 # The `connection` option of the backup modules (argument spec), as connect() takes it.
@@ -94,8 +93,9 @@ def connect(params: dict, dbname: str | None = None, application_name: str = "cm
 
 
 def mask_secrets(text: str) -> str:
-    """Error output of psql may quote a statement; never let a (hashed) password through."""
-    return _SECRET_IN_SQL.sub(r"\1'***'", text or "")
+    """Error output of psql may quote a statement; never let a (hashed) password through: PASSWORD '..'
+    literals (doubled quotes, E'' and dollar quotes too), password=.. values and URL credentials."""
+    return probes.redact(text or "")
 
 
 def dump_file_name(database: str) -> str:

@@ -430,13 +430,18 @@ class HealthService:
 
     def __init__(self, config: HealthConfig, log=None):
         self.config = config
-        self.log = log or (lambda msg: None)
+        self._log = log or (lambda msg: None)
+        # Every configured secret is masked in every log line, whichever probe's message carries it.
+        self.secrets = probes.service_secrets(config.specs.values())
         self._cond = threading.Condition()
         self._report: dict | None = None
         self._at = 0.0
         self._gen = 0
         self._inflight = False
         self._last_status: dict = {}
+
+    def log(self, msg: str) -> None:
+        self._log(probes.redact(msg, self.secrets))
 
     def report(self) -> dict:
         with self._cond:
@@ -527,7 +532,8 @@ class HealthServer(ThreadingHTTPServer):
     def handle_error(self, request, client_address):  # a broken client never kills the server
         if not self.quiet:
             exc = sys.exc_info()[1]
-            sys.stderr.write(f"cmx-health: request from {client_address[0]} failed: {probes._clean(exc)}\n")
+            error = probes._clean(exc, self.health.secrets)
+            sys.stderr.write(f"cmx-health: request from {client_address[0]} failed: {error}\n")
 
 
 def _log(msg: str) -> None:

@@ -107,7 +107,27 @@ def _ms(seconds: float) -> int:
 # --------------------------------------------------------------------------- secrets
 
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]*@")
-_KV_PASSWORD = re.compile(r"(?i)\b(password|passwd|pwd|secret[_-]?key|sslpassword)\s*=\s*('[^']*'|\S+)")
+# A key=value value: quoted as libpq does ('..' with \' and \\ escapes; doubled quotes kept inside too), in
+# double quotes, or up to white space. A quote left open by a cut-off message runs to the end.
+_KV_VALUE = r"""'(?:[^'\\]|\\.|'')*'?|"(?:[^"\\]|\\.)*"?|\S+"""
+_KV_PASSWORD = re.compile(rf"(?i)\b(password|passwd|pwd|secret[_-]?key|sslpassword)\s*=\s*({_KV_VALUE})")
+# PASSWORD followed by an SQL string constant, as CREATE/ALTER ROLE shows in PostgreSQL's log and errors:
+# '..' with doubled quotes, E'..' with backslash escapes, or $tag$..$tag$; one cut off runs to the end.
+# roles/backup/vars/main.yml (__backup_secret_pattern) holds the same expression for regex_replace.
+SQL_PASSWORD_LITERAL = re.compile(
+    r"(?i)(PASSWORD\s+)(?:E'(?:[^'\\]|\\.|'')*'?|'(?:[^']|'')*'?|(\$\w*\$)[\s\S]*?(?:\2|\Z))"
+)
+
+
+def _unquote(value: str) -> list[str]:
+    """A quoted secret as written and as meant (outer quotes off, escapes and doubled quotes resolved)."""
+    if value[:2].lower() == "e'":
+        value = value[1:]
+    if len(value) >= 2 and value[0] in "'\"" and value[-1] == value[0]:
+        value = value[1:-1]
+    elif value[:1] in ("'", '"'):
+        value = value[1:]
+    return [value, re.sub(r"\\(.)", r"\1", value).replace("''", "'")]
 
 
 def redact(text: str, secrets: tuple | list = ()) -> str:
@@ -121,13 +141,29 @@ def redact(text: str, secrets: tuple | list = ()) -> str:
     for m in re.finditer(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s:]*:([^/@\s]+)@", text):
         found += [m.group(1), urllib.parse.unquote(m.group(1))]
     for m in _KV_PASSWORD.finditer(text):
-        found.append(m.group(2).strip("'"))
+        found += _unquote(m.group(2))
+    for m in SQL_PASSWORD_LITERAL.finditer(text):
+        literal = m.group(0)[len(m.group(1)) :]
+        found += (
+            _unquote(literal) if not m.group(2) else [literal[len(m.group(2)) :].removesuffix(m.group(2))]
+        )
     text = _URL_USERINFO.sub(r"\g<scheme>***@", text)
+    text = SQL_PASSWORD_LITERAL.sub(lambda m: f"{m.group(1)}'***'", text)
     text = _KV_PASSWORD.sub(lambda m: f"{m.group(1)}=***", text)
     for secret in sorted(set(found), key=len, reverse=True):
         if len(secret) >= 3:
             text = text.replace(secret, "***")
     return text
+
+
+def service_secrets(services) -> list[str]:
+    """Every secret of the given service specs: passwords, secret keys, headers, DSN and URL passwords."""
+    found = []
+    for svc in services:
+        found += [svc.get("password"), svc.get("secret_key"), *(svc.get("headers") or {}).values()]
+        for key in ("dsn", "url"):
+            found += _dsn_secrets(svc.get(key))
+    return [str(secret) for secret in found if secret]
 
 
 def safe_url(url: str) -> str:
@@ -342,9 +378,9 @@ def _dsn_secrets(dsn: str | None) -> list[str]:
                 out += [pw, urllib.parse.unquote(pw)]
         except ValueError:
             pass
-    m = re.search(r"password\s*=\s*('([^']*)'|\S+)", dsn)
+    m = _KV_PASSWORD.search(dsn)
     if m:
-        out.append(m.group(2) if m.group(2) is not None else m.group(1))
+        out += _unquote(m.group(2))
     return out
 
 

@@ -167,8 +167,9 @@ from ansible_collections.cleanmatex.infra.plugins.module_utils.health_report imp
 _TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z?)\s?(.*)$")
 
 
-def container_log_tail(module, container, lines):
-    """Last ``lines`` lines of a container's stdout+stderr, merged in time order."""
+def container_log_tail(module, container, lines, secrets=()):
+    """Last ``lines`` lines of a container's stdout+stderr, merged in time order, secrets masked
+    (the given values, password=.., PASSWORD '..' and URL credentials: a log may echo a statement)."""
     docker = module.get_bin_path("docker")
     if not docker:
         return ["(docker CLI not found: no container log)"]
@@ -176,14 +177,14 @@ def container_log_tail(module, container, lines):
     # stderr: fetch twice as many, merge by timestamp, keep the newest ``lines``.
     rc, out, err = module.run_command([docker, "logs", "--tail", str(lines * 2), "--timestamps", container])
     if rc != 0:
-        return [f"(docker logs {container} failed: {(err or out).strip()[:300]})"]
+        return [f"(docker logs {container} failed: {probes.redact((err or out).strip(), secrets)[:300]})"]
     stamped = []
     for stream, text in ((0, out), (1, err)):
         for i, line in enumerate(text.splitlines()):
             m = _TS.match(line)
             stamped.append((m.group(1) if m else "", stream, i, m.group(2) if m else line))
     stamped.sort()
-    return [text for _, _, _, text in stamped][-lines:]
+    return [probes.redact(text, secrets) for _, _, _, text in stamped][-lines:]
 
 
 def main():
@@ -236,7 +237,9 @@ def main():
             f"last error: {st['error']}"
         )
         if svc.get("container"):
-            tail = container_log_tail(module, svc["container"], p["log_lines"])
+            tail = container_log_tail(
+                module, svc["container"], p["log_lines"], probes.service_secrets(services)
+            )
             st["log_tail"] = tail
             text += f"\n  last {p['log_lines']} log lines of container {svc['container']}:\n"
             text += "\n".join("    | " + line for line in tail) if tail else "    (empty log)"

@@ -22,11 +22,13 @@ def _docker_answers() -> bool:
 needs_docker = pytest.mark.skipif(not _docker_answers(), reason="needs a running Docker engine")
 
 
-def run_playbook(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run ansible-playbook from the repo root with the venv's Python; return the finished process."""
+def run_playbook(
+    *args: str, env: dict | None = None, timeout: float = 600, unset: tuple = ()
+) -> subprocess.CompletedProcess:
+    """Run ansible-playbook from the repo root with the venv's Python (without the `unset` variables)."""
     bin_dir = Path(sys.executable).parent
     full_env = {
-        **os.environ,
+        **{key: value for key, value in os.environ.items() if key not in unset},
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "ANSIBLE_FORCE_COLOR": "0",
         "ANSIBLE_NOCOLOR": "1",

@@ -102,3 +102,16 @@ def test_broken_environment_stops_before_anything_starts_listing_every_problem()
     assert "Validate the application" in output
     assert "Start the stack" not in output
     assert project_containers(PROJECT) == []
+
+
+def test_missing_vault_password_stops_first_in_one_line():
+    result = run_playbook(*COMMON, unset=("ANSIBLE_VAULT_PASSWORD_FILE", "ANSIBLE_VAULT_IDENTITY_LIST"))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "The vault cannot be opened" in output
+    assert "vault_cmx_jwt_secret" in output
+    assert "--ask-vault-pass" in output and "ANSIBLE_VAULT_PASSWORD_FILE" in output
+    assert "Traceback" not in output
+    # It is the first task: nothing else ran.
+    assert "Fingerprint" not in output and "Validate the application" not in output
+    assert project_containers(PROJECT) == []

@@ -16,6 +16,11 @@
 #   - psql runs with ON_ERROR_STOP; a failing script stops the container with a non-zero status
 #     and leaves $PGDATA/cmx-initdb-incomplete behind: the next start refuses to run on a
 #     half-initialised data directory instead of coming up "healthy";
+#   - $PGDATA/cmx-initdb-complete is written at the very end of the first initialisation, and a
+#     start on an existing data directory requires it: a kill, OOM or reboot during initdb (before
+#     the incomplete marker exists) is refused too. Data directories initialised before the
+#     sentinel existed are recognised by the configuration this entrypoint wrote after initdb
+#     (with no incomplete marker left, their initialisation finished) and get the sentinel;
 #   - init scripts with Windows (CRLF) line endings are rejected before anything is written;
 #   - pg_hba.conf: local connections trust, TCP connections POSTGRES_HOST_AUTH_METHOD;
 #     password_encryption = scram-sha-256; listen_addresses = '*' for the real server.
@@ -24,6 +29,10 @@ shopt -s nullglob
 
 readonly INITDB_D=/docker-entrypoint-initdb.d
 readonly MARKER_NAME=cmx-initdb-incomplete
+readonly SENTINEL_NAME=cmx-initdb-complete
+# Written by initialise() into pg_hba.conf / postgresql.conf right after the incomplete marker.
+readonly HBA_HEADER='# Written by the CleanMateX entrypoint at initialisation.'
+readonly CONF_HEADER='# Added by the CleanMateX entrypoint at initialisation.'
 
 log() { printf '%s [entrypoint] %s\n' "$(date -u '+%Y-%m-%d %H:%M:%S UTC')" "$*" >&2; }
 die() {
@@ -129,7 +138,7 @@ on_init_exit() {
             pg_ctl -D "$PGDATA" -m immediate -w stop >/dev/null 2>&1 || true
         fi
         if [[ -e $PGDATA/$MARKER_NAME ]]; then
-            log "ERROR: $PGDATA is left marked incomplete ($MARKER_NAME); fix the init script, then remove the data volume (docker compose down -v, or the stack's reset) and start again"
+            log "ERROR: $PGDATA is left marked incomplete ($MARKER_NAME); fix the init script, then $(remove_volume_hint)"
         fi
     fi
 }
@@ -159,6 +168,71 @@ run_init_script() {
     esac
 }
 
+# The named volume holding $PGDATA (from the mount table: .../volumes/<name>/_data), if any.
+data_volume() {
+    local best='' best_len=0 root mount_point
+    while read -r _ _ _ root mount_point _; do
+        if [[ $PGDATA == "$mount_point" || $PGDATA == "$mount_point"/* ]] && ((${#mount_point} > best_len)); then
+            best=$root best_len=${#mount_point}
+        fi
+    done </proc/self/mountinfo
+    if [[ $best =~ /volumes/([^/]+)/_data$ ]]; then
+        printf '%s' "${BASH_REMATCH[1]}"
+    fi
+}
+
+remove_volume_hint() {
+    local volume
+    volume=$(data_volume 2>/dev/null || true)
+    if [[ -n $volume ]]; then
+        printf 'remove the data volume %s (docker volume rm %s once its container is removed; or the whole stack: ansible-playbook playbooks/down.yml -e cmx_down_remove_volumes=true, which also deletes the Redis and storage volumes) and start again' "$volume" "$volume"
+    else
+        printf 'empty the data directory %s or remove its volume (the whole stack: ansible-playbook playbooks/down.yml -e cmx_down_remove_volumes=true, which also deletes the Redis and storage volumes) and start again' "$PGDATA"
+    fi
+}
+
+# Last step of the first initialisation: from now on the data directory may be started.
+write_sentinel() {
+    local tmp=$PGDATA/$SENTINEL_NAME.tmp
+    printf 'first initialisation of %s completed %s\n' "$PGDATA" "$(date -u '+%Y-%m-%dT%H:%M:%SZ')" >"$tmp"
+    sync "$tmp" 2>/dev/null || true
+    mv -f "$tmp" "$PGDATA/$SENTINEL_NAME"
+    sync "$PGDATA" 2>/dev/null || true
+}
+
+# A data directory initialised by this entrypoint before the sentinel existed: it wrote this
+# configuration only after creating the incomplete marker, which it removed only at the end.
+initialised_before_sentinel() {
+    grep -qxF "$HBA_HEADER" "$PGDATA/pg_hba.conf" 2>/dev/null ||
+        grep -qxF "$CONF_HEADER" "$PGDATA/postgresql.conf" 2>/dev/null
+}
+
+# An existing data directory starts only when its first initialisation finished.
+check_existing_data() {
+    if [[ -e $PGDATA/$SENTINEL_NAME ]]; then
+        rm -f "$PGDATA/$MARKER_NAME"
+        return 0
+    fi
+    if [[ -e $PGDATA/$MARKER_NAME ]]; then
+        die "refusing to start: a previous initialisation of $PGDATA did not finish (marker $PGDATA/$MARKER_NAME), so the database may be half-initialised. Fix the failing init script, then $(remove_volume_hint)"
+    fi
+    if [[ -s $PGDATA/PG_VERSION ]] && initialised_before_sentinel; then
+        log "$PGDATA was initialised completely by an earlier version of this entrypoint; recording that ($SENTINEL_NAME)"
+        write_sentinel
+        return 0
+    fi
+    die "refusing to start: the first initialisation of $PGDATA never finished (no $PGDATA/$SENTINEL_NAME: initdb or the init scripts were interrupted, e.g. by a kill, out-of-memory or a reboot), so the application database and the init scripts' objects may be missing. It holds no usable database: $(remove_volume_hint)"
+}
+
+# Anything in the data directory but lost+found (the root of a freshly formatted file system)?
+has_data() {
+    local entry
+    for entry in "$PGDATA"/* "$PGDATA"/.[!.]* "$PGDATA"/..?*; do
+        [[ ${entry##*/} == lost+found ]] || return 0
+    done
+    return 1
+}
+
 initialise() {
     check_init_scripts
     if [[ -z $POSTGRES_PASSWORD && $POSTGRES_HOST_AUTH_METHOD != trust ]]; then
@@ -184,16 +258,16 @@ initialise() {
     : >"$PGDATA/$MARKER_NAME"
 
     cat >"$PGDATA/pg_hba.conf" <<EOF
-# Written by the CleanMateX entrypoint at initialisation.
+$HBA_HEADER
 # TYPE  DATABASE     USER  ADDRESS  METHOD
 local   all          all            trust
 local   replication  all            trust
 host    all          all   all      $POSTGRES_HOST_AUTH_METHOD
 host    replication  all   all      $POSTGRES_HOST_AUTH_METHOD
 EOF
-    cat >>"$PGDATA/postgresql.conf" <<'EOF'
+    cat >>"$PGDATA/postgresql.conf" <<EOF
 
-# Added by the CleanMateX entrypoint at initialisation.
+$CONF_HEADER
 listen_addresses = '*'
 password_encryption = 'scram-sha-256'
 EOF
@@ -214,6 +288,7 @@ EOF
         run_init_script "$f"
     done
     temp_server_stop
+    write_sentinel
     rm -f "$PGDATA/$MARKER_NAME"
     unset PGPASSWORD
     trap - EXIT
@@ -231,10 +306,9 @@ main() {
     if [[ $(id -u) == 0 ]]; then
         drop_privileges "$@"
     fi
-    if [[ -e $PGDATA/$MARKER_NAME ]]; then
-        die "refusing to start: a previous initialisation of $PGDATA did not finish (marker $PGDATA/$MARKER_NAME), so the database may be half-initialised. Fix the failing init script, remove the data volume (docker compose down -v, or the stack's reset) and start again"
-    fi
-    if [[ ! -s $PGDATA/PG_VERSION ]]; then
+    if has_data; then
+        check_existing_data
+    else
         initialise "${@:2}"
     fi
     unset POSTGRES_PASSWORD PGPASSWORD

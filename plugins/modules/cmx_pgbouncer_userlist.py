@@ -10,10 +10,10 @@ description:
   - Logs in to PostgreSQL with the inventory's password and reads the roles' secrets from C(pg_authid).
   - When the server refuses that password (SQLSTATE 28P01, read from the protocol, whatever the server's
     language), the inventory and the database disagree, after a rotation in the inventory (the image only
-    reads the password on first init) or with a stale vault. With O(rotate) the module sets the inventory's password
-    with C(ALTER ROLE) through C(docker exec) and the container's local socket, sending a SCRAM-SHA-256
-    verifier computed here (never the plain password, which C(log_statement) would write to the server
-    log), then reads again. Without O(rotate) it fails and changes nothing.
+    reads the password on first init) or with a stale vault. With O(rotate) the module sets the inventory's
+    password with C(ALTER ROLE) through C(docker exec) and the container's local socket, sending a
+    SCRAM-SHA-256 verifier computed here (never the plain password, which C(log_statement) would write to
+    the server log), then reads again. Without O(rotate) it fails and changes nothing.
   - Writes the user list atomically, only when its content differs, so a re-run reports C(changed=false).
   - With O(reload_container), a changed list is loaded by the running PgBouncer without a restart
     (C(docker kill --signal HUP)), and the module returns once the user logs in through PgBouncer on

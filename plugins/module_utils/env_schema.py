@@ -136,6 +136,30 @@ STACK_KEYS = (
 )
 STACK_SECRET_KEYS = ("postgres_password", "redis_password", "s3_access_key", "s3_secret_key")
 STACK_INT_KEYS = ("postgres_port", "pgbouncer_port", "redis_port", "s3_port")
+# Names the stack writes into SQL, pgbouncer.ini, docker-compose.yml, its .env and URLs: (stack key,
+# inventory variable, pattern for re.fullmatch, the form in words). Checked before anything is rendered:
+# PgBouncer cannot quote a database name or a user list item at all, and a non-ASCII database name kept
+# the PostgreSQL container from starting.
+STACK_NAME_RULES = (
+    (
+        "postgres_user",
+        "cmx_postgres_user",
+        r"[a-z_][a-z0-9_]{0,62}",
+        "a PostgreSQL role name: 1-63 lowercase ASCII letters, digits or _, not starting with a digit",
+    ),
+    (
+        "postgres_db",
+        "cmx_postgres_db",
+        r"[a-z_][a-z0-9_]{0,62}",
+        "a PostgreSQL database name: 1-63 lowercase ASCII letters, digits or _, not starting with a digit",
+    ),
+    (
+        "s3_bucket",
+        "cmx_s3_bucket",
+        r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]",
+        "an S3 bucket name: 3-63 lowercase letters, digits, dots or hyphens",
+    ),
+)
 
 _LENIENT = ("dev", "ci")
 

@@ -27,6 +27,7 @@ from ansible_collections.cleanmatex.infra.plugins.module_utils.env_schema import
     PLACEHOLDER_PATTERNS,
     STACK_INT_KEYS,
     STACK_KEYS,
+    STACK_NAME_RULES,
     STRICT_ENVIRONMENTS,
     VARIABLES,
     template_inputs,
@@ -729,6 +730,29 @@ def _check_storage(report, values, stack):
             )
 
 
+def _name_suggestion(value, pattern):
+    """A name close to `value` that matches `pattern`, or None."""
+    candidate = re.sub(r"[^a-z0-9_]+", "_", value.lower()).strip("_")[:63] or "cmx"
+    if candidate[0].isdigit():
+        candidate = ("_" + candidate)[:63]
+    return candidate if re.fullmatch(pattern, candidate) else None
+
+
+def _check_stack_names(report, stack):
+    """User, database and bucket names the stack is built with: one pattern each (STACK_NAME_RULES)."""
+    for key, variable, pattern, form in STACK_NAME_RULES:
+        value = stack.get(key)
+        if value is None or re.fullmatch(pattern, value):
+            continue
+        suggestion = _name_suggestion(value, pattern)
+        fix = f", e.g. {suggestion}" if suggestion else ""
+        report.error(
+            variable,
+            f"{value!r} cannot be used as a name: the stack writes it into SQL, pgbouncer.ini and URLs",
+            f"{form} (pattern ^{pattern}$); rename it in the inventory{fix}",
+        )
+
+
 def _check_cross(report, values, environment, stack):
     """Checks between variables, and between the variables and the stack settings."""
     pool_min, pool_max = (
@@ -801,6 +825,7 @@ def _check_cross(report, values, environment, stack):
                 str(stack[key]),
             )
     _check_storage(report, values, stack)
+    _check_stack_names(report, stack)
 
 
 # --- entry points -------------------------------------------------------------------------------------------

@@ -1,0 +1,159 @@
+"""The stack role's templates and rendered secret files with hostile inventory values, rendered by Ansible
+itself (the role's defaults, vars and the quote_for filter), then read by their real consumers:
+docker compose (compose file + .env), redis-server (redis.conf), JSON (Redis Commander), PostgreSQL
+(init SQL) and PgBouncer's parser rules (pgbouncer.ini)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from test_env_support import REPO, ansible_env
+from test_probes_support import _stop
+from test_quoting import compose_config, needs_compose, redis_client, start_redis, unescape
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("ansible-playbook", path=str(REPO / ".venv" / "bin")) is None,
+    reason="needs the repository's .venv (./bootstrap.sh)",
+)
+
+HOSTILE = {
+    "cmx_environment": "ci",
+    "cmx_project_name": "cmx-quoting",
+    "cmx_postgres_user": "cmx_user",
+    "cmx_postgres_db": "cmx_db",
+    "cmx_postgres_password": "pg pä$s'w\"o:r#d \\ ${HOME}",
+    "cmx_postgres_settings": {
+        "search_path": '"$user", public',
+        "application_name": "it's $HOME: #1 ä",
+        "jit": False,
+    },
+    "cmx_redis_password": "rä$d'i\"s:#p w\\x ${X}",
+    "cmx_s3_access_key": "h17-access$key",
+    "cmx_s3_secret_key": "s3 $ecr'et\"#:ä",
+    "cmx_s3_bucket": "cmx-quoting",
+    "cmx_redis_commander_enabled": True,
+    "cmx_images": {
+        name: f"cmx/{name}:test"
+        for name in ("postgres", "pgbouncer", "redis", "storage", "health", "redis_commander")
+    },
+}
+
+PLAY = """\
+- name: Render the stack's files only
+  hosts: all
+  gather_facts: false
+  vars_files:
+    - {repo}/roles/stack/defaults/main.yml
+    - {repo}/roles/stack/vars/main.yml
+  tasks:
+    - name: Render each template
+      ansible.builtin.copy:
+        dest: "{{{{ out }}}}/{{{{ item.dest }}}}"
+        content: "{{{{ lookup('ansible.builtin.template', item.src) }}}}"
+        mode: "0600"
+      loop:
+        - {{src: docker-compose.yml.j2, dest: docker-compose.yml}}
+        - {{src: compose.env.j2, dest: .env}}
+        - {{src: pgbouncer.ini.j2, dest: pgbouncer.ini}}
+        - {{src: 001-init.sql.j2, dest: 001-init.sql}}
+    - name: Write the secret files as the role renders them
+      ansible.builtin.copy:
+        dest: "{{{{ out }}}}/secrets/{{{{ item.path | basename }}}}"
+        content: "{{{{ item.content }}}}"
+        mode: "0600"
+      loop: "{{{{ __stack_secret_files }}}}"
+      no_log: true
+"""
+
+
+def render(tmp_path: Path, values: dict) -> subprocess.CompletedProcess:
+    play = tmp_path / "play.yml"
+    play.write_text(PLAY.format(repo=REPO))
+    # Relative template lookups in the role's vars resolve against the play's templates/ folder.
+    (tmp_path / "templates").symlink_to(REPO / "roles" / "stack" / "templates")
+    (tmp_path / "out" / "secrets").mkdir(parents=True)
+    (tmp_path / "values.json").write_text(json.dumps({**values, "out": str(tmp_path / "out")}))
+    extra = ["ansible_connection=local", f"ansible_python_interpreter={sys.executable}"]
+    extra.append(f"@{tmp_path}/values.json")
+    return subprocess.run(
+        [REPO / ".venv" / "bin" / "ansible-playbook", "-i", "localhost,", play]
+        + [arg for value in extra for arg in ("-e", value)],
+        cwd=REPO,
+        env=ansible_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory) -> Path:
+    tmp_path = tmp_path_factory.mktemp("stack-templates")
+    done = render(tmp_path, HOSTILE)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return tmp_path / "out"
+
+
+def test_the_compose_file_is_valid_yaml(rendered):
+    yaml.safe_load((rendered / "docker-compose.yml").read_text())
+
+
+@needs_compose
+def test_postgres_settings_and_names_reach_compose_unchanged(rendered):
+    services = compose_config(rendered)["services"]
+    command = [unescape(arg) for arg in services["postgres"]["command"]]
+    for key, value in HOSTILE["cmx_postgres_settings"].items():
+        assert command[command.index(f"{key}={value}") - 1] == "-c"  # jit=False: PostgreSQL takes it
+    environment = services["postgres"]["environment"]
+    assert (environment["POSTGRES_USER"], environment["POSTGRES_DB"]) == ("cmx_user", "cmx_db")
+    assert services["postgres"]["image"] == "cmx/postgres:test"
+
+
+def test_redis_conf_requires_exactly_the_password(rendered):
+    config = (rendered / "secrets" / "redis.conf").read_text(encoding="utf-8")
+    # The rendered file binds 6379 and /data: the test server gets its own port and folder on top.
+    proc, port, folder = start_redis(config.replace("dir /data", ""))
+    try:
+        assert redis_client(port, HOSTILE["cmx_redis_password"]).ping()
+    finally:
+        _stop(proc)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_redis_commander_gets_its_connection_as_json(rendered):
+    config = json.loads((rendered / "secrets" / "redis-commander.json").read_text(encoding="utf-8"))
+    (connection,) = config["connections"]
+    assert connection["password"] == HOSTILE["cmx_redis_password"]
+    assert (connection["host"], connection["port"], config["noSave"]) == ("redis", 6379, True)
+    assert "REDIS_HOSTS" not in (rendered / "secrets" / "redis-commander.env").read_text()
+
+
+def test_identifiers_are_quoted_for_sql_and_pgbouncer(rendered):
+    sql = (rendered / "001-init.sql").read_text()
+    assert 'GRANT CONNECT ON DATABASE "cmx_db" TO cmx_readonly;' in sql
+    assert 'ALTER DEFAULT PRIVILEGES FOR ROLE "cmx_user" IN SCHEMA public' in sql
+    ini = (rendered / "pgbouncer.ini").read_text()
+    assert "cmx_db = host=postgres port=5432 dbname='cmx_db'" in ini
+    assert "admin_users = cmx_user" in ini
+
+
+def test_secrets_are_written_raw(rendered):
+    secrets = rendered / "secrets"
+    assert (secrets / "postgres_password").read_text(encoding="utf-8") == HOSTILE["cmx_postgres_password"]
+    assert (secrets / "redis_password").read_text(encoding="utf-8") == HOSTILE["cmx_redis_password"]
+    identities = json.loads((secrets / "s3_identities.json").read_text(encoding="utf-8"))
+    assert identities["identities"][0]["credentials"] == [
+        {"accessKey": HOSTILE["cmx_s3_access_key"], "secretKey": HOSTILE["cmx_s3_secret_key"]}
+    ]
+
+
+def test_a_name_pgbouncer_cannot_read_stops_the_render(tmp_path):
+    done = render(tmp_path, {**HOSTILE, "cmx_postgres_db": "db name"})
+    assert done.returncode != 0
+    assert "quote_for('pgbouncer_name')" in done.stdout + done.stderr

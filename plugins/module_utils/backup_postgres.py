@@ -8,18 +8,22 @@ snapshot while the same transaction counts the rows of every table in a second t
 the manifest are therefore those of the dump, even with the application writing meanwhile, and
 counting costs no extra wall time.
 
-Restore: roles first (``prepare_globals_sql``), then ``pg_restore --single-transaction --exit-on-error``
-into a freshly created ``<db>__restore`` database. Its row counts are compared with the manifest before
-anything is replaced; only then is the live database dropped (``WITH (FORCE)``) and the new one renamed
-into place. A failed restore therefore leaves the current database untouched. Last, the stack's init SQL
-runs again in it: pg_dump without ``--create`` does not carry database-level grants (CONNECT for
-``cmx_readonly``), and that script is their source of truth.
+Restore: ``pg_restore --single-transaction --exit-on-error`` into a freshly created ``<db>__restore``
+database (roles it refers to that the cluster lacks are created bare first). Its row counts are compared
+with the manifest; only then does one transaction apply the backup's roles (``prepare_globals_sql``),
+rename the live database aside (``<db>_before_restore_<UTC time>``) and rename the restored copy into
+place. Any failure before that commit drops the copy and the roles created for it: the live database and
+the cluster's roles are untouched. Last, the stack's init SQL runs again in the restored database (pg_dump
+without ``--create`` does not carry database-level grants such as CONNECT for ``cmx_readonly``), and only
+then are set-aside copies beyond ``keep_previous`` dropped.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
+import shlex
 import threading
 import time
 
@@ -40,6 +44,8 @@ except ImportError:  # reported by the modules through missing_required_lib
 DUMP_DIR = "postgres"
 GLOBALS_FILE = f"{DUMP_DIR}/globals.sql"
 RESTORE_SUFFIX = "__restore"
+PREVIOUS_INFIX = "_before_restore_"
+SWAP_ATTEMPTS = 3
 MAX_IDENTIFIER = 63
 
 TABLES_SQL = """
@@ -61,6 +67,7 @@ SELECT pg_catalog.pg_export_snapshot(),
 FROM pg_catalog.pg_database d
 WHERE d.datname = pg_catalog.current_database()
 """
+_CREATE_ROLE = re.compile(r"^CREATE ROLE (.+);$", re.MULTILINE)
 
 
 # The `connection` option of the backup modules (argument spec), as connect() takes it.
@@ -255,6 +262,40 @@ def restore_database_name(database: str) -> str:
     return base + RESTORE_SUFFIX
 
 
+def _previous_base(database: str) -> str:
+    room = MAX_IDENTIFIER - len(PREVIOUS_INFIX) - len("20250601T120000Z_99")
+    return database.encode()[:room].decode(errors="ignore") + PREVIOUS_INFIX
+
+
+def previous_database_name(database: str, now: datetime.datetime, taken=()) -> str:
+    """``<db>_before_restore_<UTC time>`` (``_2``, ``_3`` ... when taken): where the live database goes."""
+    name = _previous_base(database) + now.astimezone(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    candidate, seq = name, 1
+    while candidate in taken:
+        seq += 1
+        candidate = f"{name}_{seq}"
+    return candidate
+
+
+def previous_databases(names, database: str) -> list[str]:
+    """The set-aside copies of ``database`` among ``names``, oldest first."""
+    pattern = re.compile(re.escape(_previous_base(database)) + r"([0-9]{8}T[0-9]{6}Z)(?:_([0-9]+))?")
+    found = [(m.group(1), int(m.group(2) or 1), n) for n in names if (m := pattern.fullmatch(n))]
+    return [name for *_, name in sorted(found)]
+
+
+def rollback_command(container: str, user: str, database: str, previous: str) -> str:
+    """A command that puts the set-aside database back under the live name, in one transaction."""
+    unwanted = database.encode()[: MAX_IDENTIFIER - 17].decode(errors="ignore") + "_unwanted_restore"
+    statements = (
+        f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $n${database}$n$ "
+        "AND pid <> pg_backend_pid(); "
+        f"ALTER DATABASE {backup.quote_ident(database)} RENAME TO {backup.quote_ident(unwanted)}; "
+        f"ALTER DATABASE {backup.quote_ident(previous)} RENAME TO {backup.quote_ident(database)};"
+    )
+    return f"docker exec {container} psql -U {user} -d postgres -c {shlex.quote(statements)}"
+
+
 def create_database_sql(name: str, owner: str, section: dict, with_locale: bool = True):
     """``CREATE DATABASE`` from template0 with the backed-up database's encoding and locale."""
     parts = [
@@ -274,6 +315,10 @@ def create_database_sql(name: str, owner: str, section: dict, with_locale: bool 
     return sql.SQL(" ").join(parts)
 
 
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 def _drop_database(cursor, name: str, version_num: int) -> None:
     force = sql.SQL(" WITH (FORCE)") if version_num >= 130000 else sql.SQL("")
     cursor.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)) + force)
@@ -282,6 +327,97 @@ def _drop_database(cursor, name: str, version_num: int) -> None:
 def _role_exists(cursor, role: str) -> bool:
     cursor.execute("SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = %s", (role,))
     return cursor.fetchone() is not None
+
+
+def _database_oid(cursor, name: str):
+    cursor.execute("SELECT oid FROM pg_catalog.pg_database WHERE datname = %s", (name,))
+    row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def globals_roles(globals_sql: str) -> list[str]:
+    """Role names of the ``CREATE ROLE`` lines of ``pg_dumpall --globals-only`` output (unquoted)."""
+    names = []
+    for quoted in _CREATE_ROLE.findall(globals_sql):
+        if quoted.startswith('"') and quoted.endswith('"'):
+            quoted = quoted[1:-1].replace('""', '"')
+        names.append(quoted)
+    return names
+
+
+def swap_sql(globals_sql: str, database: str, scratch: str, previous: str | None) -> str:
+    """One transaction: the backup's roles, then the live database renamed aside and the restored copy
+    renamed into its place. Committed together or not at all (a dropped connection rolls all of it back);
+    RENAME locks the database, so new connections wait for the commit and then reach the restored copy.
+    """
+    names = ", ".join(_literal(name) for name in (database, scratch))
+    renames = [f"ALTER DATABASE {backup.quote_ident(scratch)} RENAME TO {backup.quote_ident(database)};"]
+    if previous:
+        renames.insert(
+            0, f"ALTER DATABASE {backup.quote_ident(database)} RENAME TO {backup.quote_ident(previous)};"
+        )
+    return "\n".join(
+        [
+            "BEGIN;",
+            globals_sql,
+            "SELECT count(pg_catalog.pg_terminate_backend(pid)) FROM pg_catalog.pg_stat_activity",
+            f"  WHERE datname IN ({names}) AND pid <> pg_catalog.pg_backend_pid();",
+            *renames,
+            "COMMIT;",
+            "",
+        ]
+    )
+
+
+def _psql(container, user, dbname, env, docker, extra=(), stdin: bytes | None = None):
+    argv = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-password", f"--username={user}"]
+    return exec_capture(container, [*argv, f"--dbname={dbname}", *extra], env=env, stdin=stdin, docker=docker)
+
+
+def _abandon(connection, maintenance_db, database, scratch, scratch_oid, created_roles) -> list[str]:
+    """Undo a restore that did not swap: drop the scratch database and the roles created for it."""
+    problems = []
+    try:
+        conn = connect(connection, dbname=maintenance_db, application_name="cmx_restore")
+    except psycopg2.Error as exc:
+        return [f"could not connect to drop {scratch}: {str(exc).strip()}"]
+    conn.autocommit = True
+    try:
+        cursor = conn.cursor()
+        if scratch_oid is not None and _database_oid(cursor, database) == scratch_oid:
+            return [f"none: {database} is the restored copy already (the swap was committed)"]
+        cursor.execute("SELECT pg_catalog.current_setting('server_version_num')::int")
+        version_num = cursor.fetchone()[0]
+        statements = [(scratch, lambda: _drop_database(cursor, scratch, version_num))]
+        for role in created_roles:
+            drop = sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role))
+            statements.append((f"role {role}", lambda drop=drop: cursor.execute(drop)))
+        for what, statement in statements:
+            try:
+                statement()
+            except psycopg2.Error as exc:
+                problems.append(f"could not drop {what}: {str(exc).strip()}")
+    finally:
+        conn.close()
+    return problems
+
+
+def _swap(container, user, env, docker, maintenance_db, script, cursor, database, scratch_oid) -> str:
+    """Run :func:`swap_sql`; retried while other sessions keep the database busy. Returns a warning or ""."""
+    for attempt in range(1, SWAP_ATTEMPTS + 1):
+        try:
+            _psql(container, user, maintenance_db, env, docker, stdin=script.encode())
+            return ""
+        except ExecError as exc:
+            if _database_oid(cursor, database) == scratch_oid:  # committed, only the reply was lost
+                return f"psql reported an error after the swap was committed: {mask_secrets(str(exc))}"
+            if "is being accessed by other users" in str(exc) and attempt < SWAP_ATTEMPTS:
+                continue
+            raise PostgresBackupError(
+                f"replacing {database} by the restored copy failed, nothing was replaced (the swap and the "
+                f"backup's roles are one transaction): {mask_secrets(str(exc))}"
+            ) from exc
+    return ""
 
 
 def restore(
@@ -296,45 +432,39 @@ def restore(
     init_sql: str = "",
     docker: str = "docker",
     maintenance_db: str = "postgres",
+    keep_previous: int = 1,
+    now: datetime.datetime | None = None,
 ) -> dict:
     """Restore the manifest's ``postgres`` section from ``folder`` (checksums already verified).
 
-    Returns ``{"tables": counts after restore, "problems": count differences, "warnings": [...]}``.
+    Until the swap commits, any failure drops the scratch database and the roles created for it: the live
+    database and the cluster's roles are as they were ("nothing was replaced"). After the swap the live
+    database's previous content is ``previous_database``; the ``keep_previous`` newest such copies are kept.
     """
     user, database = connection["user"], connection["dbname"]
     env = {"PGPASSWORD": connection["password"]} if connection.get("password") else {}
     scratch = restore_database_name(database)
     warnings: list[str] = []
-
-    # 1. Roles (the dump's owners and grants refer to them).
     with open(os.path.join(folder, section["globals_file"]), encoding="utf-8") as handle:
-        globals_sql = backup.prepare_globals_sql(handle.read(), managed_roles)
-    try:
-        exec_capture(
-            container,
-            [
-                "psql",
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "--no-password",
-                f"--username={user}",
-                f"--dbname={maintenance_db}",
-            ],
-            env=env,
-            stdin=globals_sql.encode(),
-            docker=docker,
-        )
-    except ExecError as exc:
-        raise PostgresBackupError(f"restoring the roles (globals) failed: {mask_secrets(str(exc))}") from exc
+        globals_text = handle.read()
+    globals_sql = backup.prepare_globals_sql(globals_text, managed_roles)
 
     admin = connect(connection, dbname=maintenance_db, application_name="cmx_restore")
     admin.autocommit = True
+    created_roles: list[str] = []
+    scratch_oid = None
+    swapped = False
     try:
         cursor = admin.cursor()
         cursor.execute("SELECT pg_catalog.current_setting('server_version_num')::int")
         version_num = cursor.fetchone()[0]
+
+        # 1. Roles the dump's owners and grants refer to: the missing ones are created bare (no login, no
+        #    password) for pg_restore; their attributes and memberships come with the swap.
+        for role in globals_roles(globals_text):
+            if not _role_exists(cursor, role):
+                cursor.execute(sql.SQL("CREATE ROLE {}").format(sql.Identifier(role)))
+                created_roles.append(role)
         owner = section.get("owner") or user
         if not _role_exists(cursor, owner):
             warnings.append(f"owner role {owner} of the backed-up database does not exist; {user} owns it")
@@ -349,6 +479,7 @@ def restore(
                 f"locale of the backup not available here ({str(exc).strip()}); server default used"
             )
             cursor.execute(create_database_sql(scratch, owner, section, with_locale=False))
+        scratch_oid = _database_oid(cursor, scratch)
 
         # 3. pg_restore, all or nothing.
         dump_path = os.path.join(folder, section["dump_file"])
@@ -368,7 +499,6 @@ def restore(
                 docker=docker,
             )
         except ExecError as exc:
-            _drop_database(cursor, scratch, version_num)
             raise PostgresBackupError(
                 f"pg_restore of {section['dump_file']} failed, nothing was replaced: {mask_secrets(str(exc))}"
             ) from exc
@@ -378,36 +508,48 @@ def restore(
         tables, counted_by = restored_row_counts(connection, scratch, expected, exact=exact_counts)
         problems = backup.compare_counts(expected, tables)
         if problems and check_counts:
-            _drop_database(cursor, scratch, version_num)
             raise PostgresBackupError(
                 "row counts after pg_restore differ from the manifest, nothing was replaced: "
                 + "; ".join(problems)
             )
 
-        # 5. Swap: the live database goes, the restored one takes its name.
-        _drop_database(cursor, database, version_num)
-        cursor.execute(
-            sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                sql.Identifier(scratch), sql.Identifier(database)
-            )
-        )
+        # 5. Swap, with the backup's roles, in one transaction: the live database is renamed aside.
+        cursor.execute("SELECT datname FROM pg_catalog.pg_database")
+        names = {row[0] for row in cursor.fetchall()}
+        moment = now or datetime.datetime.now(datetime.UTC)
+        previous = previous_database_name(database, moment, names) if database in names else None
+        script = swap_sql(globals_sql, database, scratch, previous)
+        warning = _swap(container, user, env, docker, maintenance_db, script, cursor, database, scratch_oid)
+        swapped = True
+        if warning:
+            warnings.append(warning)
+    except (backup.BackupError, ExecError, psycopg2.Error) as exc:
+        if swapped:
+            raise
+        message = str(exc).strip()
+        if not isinstance(exc, backup.BackupError):
+            message = f"restore failed before the swap, nothing was replaced: {mask_secrets(message)}"
+        cleanup = _abandon(connection, maintenance_db, database, scratch, scratch_oid, created_roles)
+        if cleanup:
+            message += " (cleanup: " + "; ".join(cleanup) + ")"
+        raise PostgresBackupError(message) from exc
     finally:
         admin.close()
 
+    rollback = rollback_command(container, user, database, previous) if previous else ""
     # 6. The stack's init SQL again: database-level grants (pg_dump without --create does not carry them).
     if init_sql:
         try:
-            exec_capture(
-                container,
-                ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-password", f"--username={user}",
-                 f"--dbname={database}", f"--file={init_sql}"],
-                env=env,
-                docker=docker,
-            )  # fmt: skip
+            _psql(container, user, database, env, docker, extra=[f"--file={init_sql}"])
         except ExecError as exc:
+            kept = f" (the previous database is kept as {previous}; roll back with: {rollback})"
             raise PostgresBackupError(
-                f"the database was restored, but re-running {init_sql} failed: {mask_secrets(str(exc))}"
+                f"the database was restored{kept if previous else ''}, but re-running {init_sql} failed: "
+                + mask_secrets(str(exc))
             ) from exc
+
+    # 7. Verified and in place: set-aside copies beyond keep_previous go.
+    dropped, kept_names = _prune_previous(connection, maintenance_db, database, keep_previous, warnings)
     return {
         "tables": tables,
         "report": backup.count_report(section.get("tables") or {}, tables),
@@ -415,4 +557,37 @@ def restore(
         "problems": problems,
         "warnings": warnings,
         "restore_seconds": round(restored.seconds, 3),
+        "previous_database": previous if previous in kept_names else None,
+        "kept_previous": kept_names,
+        "dropped_previous": dropped,
+        "created_roles": created_roles,
+        "rollback": rollback if previous in kept_names else "",
     }
+
+
+def _prune_previous(
+    connection: dict, maintenance_db: str, database: str, keep: int, warnings: list[str]
+) -> tuple[list[str], list[str]]:
+    """Drop the set-aside copies of ``database`` beyond the ``keep`` newest; returns (dropped, kept)."""
+    conn = connect(connection, dbname=maintenance_db, application_name="cmx_restore")
+    conn.autocommit = True
+    dropped = []
+    try:
+        cursor = conn.cursor()
+        cursor.execute("SELECT pg_catalog.current_setting('server_version_num')::int")
+        version_num = cursor.fetchone()[0]
+        cursor.execute("SELECT datname FROM pg_catalog.pg_database")
+        found = previous_databases([row[0] for row in cursor.fetchall()], database)
+        kept = found[len(found) - keep :] if keep > 0 else []
+        for name in found:
+            if name in kept:
+                continue
+            try:
+                _drop_database(cursor, name, version_num)
+                dropped.append(name)
+            except psycopg2.Error as exc:
+                warnings.append(f"could not drop the set-aside database {name}: {str(exc).strip()}")
+                kept.append(name)
+    finally:
+        conn.close()
+    return dropped, kept

@@ -12,11 +12,13 @@ description:
     C(<folder>/postgres/) on the host, computing sha256 on the way. The dump is taken from a snapshot
     exported by a REPEATABLE READ transaction that counts every table's rows at the same time, so the
     row counts returned belong exactly to the dump.
-  - O(action=restore) restores the roles (existing ones are kept; the login role's password stays the
-    inventory's), then runs C(pg_restore --single-transaction --exit-on-error) into a freshly created
-    C(<db>__restore) database, compares its row counts with the manifest and only then drops the live
-    database (C(WITH (FORCE))) and renames the restored one into place. Any failure before the swap leaves
-    the live database as it was. Then O(init_sql) runs in it.
+  - O(action=restore) runs C(pg_restore --single-transaction --exit-on-error) into a freshly created
+    C(<db>__restore) database (roles it refers to that the cluster lacks are created bare first) and
+    compares its row counts with the manifest. Only then does one transaction apply the backup's roles
+    (existing ones are kept; the login role's password stays the inventory's), rename the live database
+    aside as C(<db>_before_restore_<UTC time>) and rename the restored one into place. Any failure before
+    that commit drops the copy and the roles created for it - nothing was replaced. Then O(init_sql) runs
+    in the restored database, and set-aside databases beyond the O(keep_previous) newest are dropped.
   - Passwords reach the container by environment (C(docker exec -e PGPASSWORD)), never on a command line.
 version_added: 0.1.0
 author: CleanMateX DevOps
@@ -81,6 +83,13 @@ options:
         C(/docker-entrypoint-initdb.d/001-init.sql). Empty runs nothing.
     type: str
     default: ""
+  keep_previous:
+    description:
+      - How many set-aside databases (C(<db>_before_restore_<UTC time>), the live database as it was before
+        a restore) to keep after a successful restore; older ones are dropped. V(0) drops the one just set
+        aside once the restored database is in place.
+    type: int
+    default: 1
 requirements:
   - psycopg2 on the target, the docker CLI
 """
@@ -121,6 +130,29 @@ problems:
   returned: restore
   type: list
   elements: str
+previous_database:
+  description: The live database as it was before the restore, renamed aside (null when none was kept).
+  returned: restore
+  type: str
+kept_previous:
+  description: Every set-aside database still kept, oldest first.
+  returned: restore
+  type: list
+  elements: str
+dropped_previous:
+  description: Set-aside databases dropped because they were beyond O(keep_previous).
+  returned: restore
+  type: list
+  elements: str
+created_roles:
+  description: Roles of the backup that the cluster did not have.
+  returned: restore
+  type: list
+  elements: str
+rollback:
+  description: A command that puts RV(previous_database) back under the live name (empty when none was kept).
+  returned: restore
+  type: str
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -145,6 +177,7 @@ def main():
             "check_counts": {"type": "bool", "default": True},
             "exact_counts": {"type": "bool", "default": False},
             "init_sql": {"type": "str", "default": ""},
+            "keep_previous": {"type": "int", "default": 1},
         },
         supports_check_mode=False,
     )
@@ -164,6 +197,8 @@ def main():
             )
             module.exit_json(changed=True, **result)
         section = params["section"]
+        if params["keep_previous"] < 0:
+            module.fail_json(msg="keep_previous must be 0 (drop the set-aside database) or more")
         if not section.get("dump_file") or not section.get("globals_file"):
             module.fail_json(msg="section must be the manifest's postgres section (dump_file, globals_file)")
         result = backup_postgres.restore(
@@ -175,6 +210,7 @@ def main():
             check_counts=params["check_counts"],
             exact_counts=params["exact_counts"],
             init_sql=params["init_sql"],
+            keep_previous=params["keep_previous"],
             docker=docker,
         )
         for warning in result.pop("warnings"):

@@ -263,13 +263,14 @@ def restore_database_name(database: str) -> str:
 
 
 def _previous_base(database: str) -> str:
-    room = MAX_IDENTIFIER - len(PREVIOUS_INFIX) - len("20250601T120000Z_99")
+    room = MAX_IDENTIFIER - len(PREVIOUS_INFIX) - len("20250601_120000_99")
     return database.encode()[:room].decode(errors="ignore") + PREVIOUS_INFIX
 
 
 def previous_database_name(database: str, now: datetime.datetime, taken=()) -> str:
-    """``<db>_before_restore_<UTC time>`` (``_2``, ``_3`` ... when taken): where the live database goes."""
-    name = _previous_base(database) + now.astimezone(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    """``<db>_before_restore_<UTC YYYYMMDD_HHMMSS>`` (``_2``, ``_3`` ... when taken): where the live database
+    goes. Lower case and digits only, so that it needs no quotes in SQL."""
+    name = _previous_base(database) + now.astimezone(datetime.UTC).strftime("%Y%m%d_%H%M%S")
     candidate, seq = name, 1
     while candidate in taken:
         seq += 1
@@ -279,7 +280,7 @@ def previous_database_name(database: str, now: datetime.datetime, taken=()) -> s
 
 def previous_databases(names, database: str) -> list[str]:
     """The set-aside copies of ``database`` among ``names``, oldest first."""
-    pattern = re.compile(re.escape(_previous_base(database)) + r"([0-9]{8}T[0-9]{6}Z)(?:_([0-9]+))?")
+    pattern = re.compile(re.escape(_previous_base(database)) + r"([0-9]{8}_[0-9]{6})(?:_([0-9]+))?")
     found = [(m.group(1), int(m.group(2) or 1), n) for n in names if (m := pattern.fullmatch(n))]
     return [name for *_, name in sorted(found)]
 

@@ -170,7 +170,7 @@ def test_swap_sets_the_live_database_aside_and_applies_the_roles(fresh_db, backe
 
     result = restore(fresh_db, folder, section, docker, now=moment)
 
-    previous = f"{fresh_db.name}_before_restore_20250601T120000Z"
+    previous = f"{fresh_db.name}_before_restore_20250601_120000"
     assert rows(fresh_db) == ["a", "b"]
     assert result["previous_database"] == previous and result["kept_previous"] == [previous]
     assert rows(fresh_db, previous) == ["a", "b", "c"], "today's data is kept aside"
@@ -200,7 +200,7 @@ def test_set_aside_copies_beyond_keep_previous_are_dropped(fresh_db, backed_up, 
     for hour in (9, 10, 11):
         moment = datetime.datetime(2025, 6, 1, hour, 0, 0, tzinfo=datetime.UTC)
         result = restore(fresh_db, folder, section, docker, now=moment, keep_previous=keep)
-    expected = [f"{fresh_db.name}_before_restore_20250601T{hour}0000Z" for hour in (9, 10, 11)]
+    expected = [f"{fresh_db.name}_before_restore_20250601_{hour}0000" for hour in (9, 10, 11)]
     expected = expected[len(expected) - keep :] if keep else []
     assert [name for name in databases(fresh_db) if "_before_restore_" in name] == expected
     assert result["kept_previous"] == expected
@@ -251,13 +251,13 @@ def test_previous_names_fit_and_sort():
     moment = datetime.datetime(2025, 6, 1, 12, 0, 0, tzinfo=datetime.UTC)
     long_name = "x" * 63
     name = backup_postgres.previous_database_name(long_name, moment)
-    assert len(name.encode()) <= 63 and name.endswith("_before_restore_20250601T120000Z")
+    assert len(name.encode()) <= 63 and name.endswith("_before_restore_20250601_120000")
     taken = {name, name + "_2"}
     assert backup_postgres.previous_database_name(long_name, moment, taken) == name + "_3"
-    names = ["db_before_restore_20250601T120000Z_2", "db_before_restore_20250601T120000Z", "other",
-             "db_before_restore_20240101T000000Z", "db2_before_restore_20250601T120000Z"]  # fmt: skip
+    names = ["db_before_restore_20250601_120000_2", "db_before_restore_20250601_120000", "other",
+             "db_before_restore_20240101_000000", "db2_before_restore_20250601_120000"]  # fmt: skip
     assert backup_postgres.previous_databases(names, "db") == [
-        "db_before_restore_20240101T000000Z",
-        "db_before_restore_20250601T120000Z",
-        "db_before_restore_20250601T120000Z_2",
+        "db_before_restore_20240101_000000",
+        "db_before_restore_20250601_120000",
+        "db_before_restore_20250601_120000_2",
     ]

@@ -10,9 +10,9 @@ over the replication protocol but waits ``repl-diskless-sync-delay`` (5 s by def
 on every backup. The password goes by environment (``REDISCLI_AUTH``), never argv.
 
 Restore (:func:`restore`): with ``appendonly yes`` Redis 7+ loads its AOF at start and ignores
-dump.rdb, so the snapshot is loaded by a one-off server started with ``--appendonly no`` on the stopped
-server's data volume, converted with ``CONFIG SET appendonly yes`` (a full AOF rewrite) and only then
-handed back to the stack's Redis, which must then serve exactly the keys the snapshot held.
+dump.rdb, so the snapshot is loaded by a one-off server started with ``--appendonly no`` beside the
+stopped server's data, converted with ``CONFIG SET appendonly yes`` (a full AOF rewrite), checked by a
+second start from that AOF alone, and only then swapped in and handed back to the stack's Redis.
 """
 
 from __future__ import annotations
@@ -28,95 +28,163 @@ from ansible_collections.cleanmatex.infra.plugins.module_utils import backup
 from ansible_collections.cleanmatex.infra.plugins.module_utils.backup_exec import exec_capture, exec_to_file
 
 SNAPSHOT_FILE = "redis/dump.rdb"
+# Seconds the loader gets to put the previous data back after a stop (SIGTERM), before it is killed.
+LOADER_STOP_SECONDS = 20
+# Seconds on top of the load timeout before the docker CLI of the loader is given up.
+LOADER_GRACE_SECONDS = 60
 
 # Runs in a one-off container (image of the Redis container, no network, as root) with the stopped
 # server's data volume on /data and the backup's redis/ folder on /restore (read-only).
 # With `appendonly yes` Redis 7+ loads appendonlydir/ at start and ignores dump.rdb; with the AOF simply
-# removed it would start EMPTY. So a temporary server loads the snapshot with --appendonly no, then
-# `CONFIG SET appendonly yes` writes a complete AOF from the loaded data (a full rewrite: the documented way
-# to switch from RDB to AOF). The previous AOF and dump.rdb are kept aside until the new ones are complete
-# and put back on failure. Output lines `cmx-restore-loaded dbN=keys` report what the snapshot held.
+# removed it would start EMPTY. So everything is built in /data/cmx-restore.new, never touching the live
+# files: a temporary server loads the snapshot with --appendonly no, `CONFIG SET appendonly yes` writes a
+# complete AOF from it (a full rewrite: the documented way to switch from RDB to AOF), and a second start
+# from that AOF alone - what the stack's Redis will do - must hold the same keys (keys without a TTL
+# exactly; keys with one may only have expired meanwhile). Only then are appendonlydir/ and dump.rdb
+# swapped in by renames, the previous ones kept in cmx-restore.old until the swap is complete.
+# A failure or a stop (SIGTERM) puts the previous files back; so does the next run, or CMX_RESTORE_MODE=
+# recover, after a kill. Output lines `cmx-restore-loaded dbN=keys` report what the snapshot held,
+# `cmx-restore-checked dbN=keys` what the rebuilt AOF holds.
 RESTORE_SCRIPT = r"""set -eu
-cd /data
-port=6399
+data=${CMX_DATA_DIR:-/data}
+snapshot=${CMX_SNAPSHOT_DIR:-/restore}/dump.rdb
+port=${CMX_LOAD_PORT:-6399}
 timeout=${CMX_LOAD_TIMEOUT:-600}
+deadline=$(( $(date +%s) + timeout ))
+new=cmx-restore.new
+server=
+cd "$data"
 
-rm -rf appendonlydir.before-restore dump.rdb.before-restore
-[ ! -e appendonlydir ] || mv appendonlydir appendonlydir.before-restore
-[ ! -e dump.rdb ] || mv dump.rdb dump.rdb.before-restore
+# Undo an interrupted swap (cmx-restore.old holds what was live; .complete: all of it) and forget a
+# half-built copy. A no-op after a clean run.
+recover() {
+    if [ -d cmx-restore.old ]; then
+        for item in appendonlydir dump.rdb; do
+            if [ -e "cmx-restore.old/$item" ]; then
+                rm -rf "$item"
+                mv "cmx-restore.old/$item" "$item"
+            elif [ -e cmx-restore.old/.complete ]; then
+                rm -rf "$item"
+            fi
+        done
+        rm -rf cmx-restore.old
+        echo "cmx-restore: an interrupted swap was undone, the previous Redis data is back" >&2
+    fi
+    rm -rf "$new" cmx-restore.trash
+}
+if [ "${CMX_RESTORE_MODE:-load}" = recover ]; then
+    recover
+    chown -R redis:redis "$data" 2>/dev/null || true
+    exit 0
+fi
 
+stop_server() {
+    [ -n "$server" ] || return 0
+    redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || kill "$server" 2>/dev/null || true
+    wait "$server" 2>/dev/null || true
+    server=
+}
+fail() {
+    echo "cmx-restore: $*" >&2
+    tail -n 5 "$data/$new/redis.log" >&2 2>/dev/null || true
+    exit 1
+}
 finish() {
     status=$?
-    redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
-    wait 2>/dev/null || true
+    trap - EXIT
+    stop_server
     if [ "$status" -ne 0 ]; then
-        rm -rf appendonlydir dump.rdb
-        [ ! -e appendonlydir.before-restore ] || mv appendonlydir.before-restore appendonlydir
-        [ ! -e dump.rdb.before-restore ] || mv dump.rdb.before-restore dump.rdb
-        echo "cmx-restore: failed, the previous Redis data was put back" >&2
+        recover
+        echo "cmx-restore: failed, the previous Redis data was kept" >&2
     fi
-    chown -R redis:redis /data 2>/dev/null || true
+    chown -R redis:redis "$data" 2>/dev/null || true
     exit "$status"
 }
 trap finish EXIT
+trap 'exit 143' TERM INT HUP
 
-cp /restore/dump.rdb dump.rdb
-redis-server --port "$port" --bind 127.0.0.1 --protected-mode yes --dir /data --dbfilename dump.rdb \
-    --appendonly no --save '' --logfile /tmp/redis-restore.log &
-server=$!
+start_server() {
+    redis-server --port "$port" --bind 127.0.0.1 --protected-mode yes --dir "$data/$new" \
+        --dbfilename dump.rdb --save '' --logfile "$data/$new/redis.log" "$@" &
+    server=$!
+}
+# PONG once the data is loaded (LOADING errors until then).
+wait_ready() {
+    until [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ]; do
+        kill -0 "$server" 2>/dev/null || fail "Redis could not load $1"
+        [ "$(date +%s)" -lt "$deadline" ] || fail "loading $1 did not finish within ${timeout}s"
+        sleep 0.05
+    done
+}
+# "db keys expires" per database
+keyspace() {
+    redis-cli -p "$port" info keyspace | tr -d '\r' \
+        | sed -n 's/^\(db[0-9]*\):keys=\([0-9]*\),expires=\([0-9]*\).*/\1 \2 \3/p'
+}
+persistent() {
+    echo "$1" | while read -r db keys expires; do
+        [ -z "$db" ] || [ $((keys - expires)) -eq 0 ] || echo "$db $((keys - expires))"
+    done
+}
+# Same keys without a TTL; at most as many keys per database (some with a TTL may have expired).
+same_keys() {
+    [ "$(persistent "$1")" = "$(persistent "$2")" ] || return 1
+    echo "$2" | while read -r db keys expires; do
+        [ -n "$db" ] || continue
+        before=$(echo "$1" | sed -n "s/^$db \([0-9]*\) .*/\1/p")
+        [ "$keys" -le "${before:-0}" ] || exit 1
+    done
+}
 
-# PONG once the snapshot is loaded (LOADING errors until then).
-waited=0
-until [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ]; do
-    if ! kill -0 "$server" 2>/dev/null; then
-        echo "cmx-restore: Redis could not load the snapshot:" >&2
-        tail -n 5 /tmp/redis-restore.log >&2 || true
-        exit 1
-    fi
-    waited=$((waited + 1))
-    if [ "$waited" -gt $((timeout * 20)) ]; then
-        echo "cmx-restore: Redis did not load the snapshot within ${timeout}s" >&2
-        tail -n 5 /tmp/redis-restore.log >&2 || true
-        exit 1
-    fi
-    sleep 0.05
-done
-redis-cli -p "$port" info keyspace | tr -d '\r' \
-    | sed -n 's/^\(db[0-9]*\):keys=\([0-9]*\).*/cmx-restore-loaded \1=\2/p'
+recover
+mkdir "$new"
+cp "$snapshot" "$new/dump.rdb"
+start_server --appendonly no
+wait_ready "the snapshot"
+loaded=$(keyspace)
+echo "$loaded" | sed -n 's/^\(db[0-9]*\) \([0-9]*\) .*/cmx-restore-loaded \1=\2/p'
 
 redis-cli -p "$port" config set appendonly yes >/dev/null
-waited=0
 while :; do
     info=$(redis-cli -p "$port" info persistence | tr -d '\r')
     case "$info" in
         *aof_rewrite_in_progress:0*)
             case "$info" in *aof_rewrite_scheduled:0*) break ;; esac ;;
     esac
-    waited=$((waited + 1))
-    if [ "$waited" -gt $((timeout * 20)) ]; then
-        echo "cmx-restore: the AOF rewrite did not finish within ${timeout}s" >&2
-        exit 1
-    fi
+    [ "$(date +%s)" -lt "$deadline" ] || fail "the AOF rewrite did not finish within ${timeout}s"
     sleep 0.05
 done
 case "$info" in
     *aof_enabled:1*aof_last_bgrewrite_status:ok*) ;;
-    *)
-        echo "cmx-restore: the AOF rewrite failed:" >&2
-        echo "$info" | grep aof_ >&2
-        tail -n 5 /tmp/redis-restore.log >&2 || true
-        exit 1
-        ;;
+    *) fail "the AOF rewrite failed: $(echo "$info" | grep aof_ | tr '\n' ' ')" ;;
 esac
-if ! ls appendonlydir/*.manifest >/dev/null 2>&1; then
-    echo "cmx-restore: no AOF manifest after the rewrite" >&2
-    exit 1
-fi
-redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
-# The server exits after fsyncing the AOF; wait for it before the volume is handed back.
-wait || true
-rm -rf appendonlydir.before-restore dump.rdb.before-restore
-echo "cmx-restore: AOF rebuilt from the snapshot"
+ls "$new"/appendonlydir/*.manifest >/dev/null 2>&1 || fail "no AOF manifest after the rewrite"
+# The server exits after fsyncing the AOF.
+stop_server
+
+# Start from the new AOF alone, as the stack's Redis will, and compare.
+rm "$new/dump.rdb"
+start_server --appendonly yes
+wait_ready "the rebuilt AOF"
+checked=$(keyspace)
+stop_server
+echo "$checked" | sed -n 's/^\(db[0-9]*\) \([0-9]*\) .*/cmx-restore-checked \1=\2/p'
+same_keys "$loaded" "$checked" \
+    || fail "the rebuilt AOF does not hold the snapshot's keys (loaded: $loaded; from the AOF: $checked)"
+cp "$snapshot" "$new/dump.rdb"
+
+# Swap by renames; cmx-restore.old -> cmx-restore.trash is the commit point.
+rm -rf cmx-restore.old
+mkdir cmx-restore.old
+for item in appendonlydir dump.rdb; do
+    [ ! -e "$item" ] || mv "$item" cmx-restore.old/
+done
+touch cmx-restore.old/.complete
+mv "$new/appendonlydir" appendonlydir
+mv "$new/dump.rdb" dump.rdb
+mv cmx-restore.old cmx-restore.trash
+rm -rf cmx-restore.trash "$new"
+echo "cmx-restore: AOF rebuilt from the snapshot and checked"
 """
 
 
@@ -248,9 +316,9 @@ def data_mount(details: dict) -> str:
     )
 
 
-def loaded_keys(output: str) -> dict[str, int]:
-    """``cmx-restore-loaded db0=12`` lines of the restore script, as ``{"db0": 12}``."""
-    found = re.findall(r"^cmx-restore-loaded (db[0-9]+)=([0-9]+)$", output, re.MULTILINE)
+def loaded_keys(output: str, kind: str = "loaded") -> dict[str, int]:
+    """``cmx-restore-<kind> db0=12`` lines of the restore script, as ``{"db0": 12}``."""
+    found = re.findall(rf"^cmx-restore-{kind} (db[0-9]+)=([0-9]+)$", output, re.MULTILINE)
     return {db: int(keys) for db, keys in sorted(found)}
 
 
@@ -273,48 +341,87 @@ def wait_ready(docker: str, container: str, password: str, timeout: float) -> No
         time.sleep(0.05)
 
 
+def end_loader(docker: str, loader: str, wait: float = 60) -> bool:
+    """Stop the loader container (SIGTERM: its trap puts the previous data back), kill it if it does not
+    stop, and wait until it is gone. True once no container of that name exists any more."""
+    _docker(docker, "stop", "--time", str(LOADER_STOP_SECONDS), loader, timeout=LOADER_STOP_SECONDS + wait)
+    _docker(docker, "rm", "-f", loader, timeout=wait)  # --rm may already be removing it
+    deadline = time.monotonic() + wait
+    while _docker(docker, "inspect", "--type", "container", loader, timeout=wait).returncode == 0:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def _loader_argv(loader: str, image: str, mount: str, snapshot_dir: str, *env: str) -> list[str]:
+    options = ["--rm", "--name", loader, "--network", "none", "--user", "0", "--entrypoint", "/bin/sh"]
+    for value in env:
+        options += ["-e", value]
+    volumes = ["-v", f"{mount}:/data", "-v", f"{snapshot_dir}:/restore:ro"]
+    return ["run", *options, *volumes, image, "-c", RESTORE_SCRIPT]
+
+
 def restore(
     container: str, folder: str, password: str = "", docker: str = "docker", timeout: float = 600
 ) -> dict:
     """Replace the data of ``container`` by the snapshot ``folder/redis/dump.rdb`` (checksum verified).
 
-    Stop the server, run :data:`RESTORE_SCRIPT` in a one-off container on its data volume, start it
-    again (also when the load failed: the script put the previous data back), wait until it answers and
-    check that it serves exactly the keys the snapshot held.
+    Stop the server, run :data:`RESTORE_SCRIPT` in a one-off container on its data volume (it loads,
+    rebuilds the AOF and checks it before swapping it in), start the server again - also when the load
+    failed: the previous data is back - and wait until it answers. Never two servers on the volume: the
+    server starts only once the loader container is gone.
     """
     details = _inspect(docker, container)
     image, mount = details["Config"]["Image"], data_mount(details)
     snapshot_dir = os.path.dirname(os.path.join(os.path.abspath(folder), SNAPSHOT_FILE))
     loader = f"{container}-restore"  # one per project, named after its Redis container
-    _docker(docker, "rm", "-f", loader)
+    if not end_loader(docker, loader):
+        raise backup.BackupError(f"a loader container {loader} of an earlier restore cannot be removed")
     stop = _docker(docker, "stop", "--time", "30", container)
     if stop.returncode != 0:
         raise backup.BackupError(f"could not stop {container}: {stop.stderr.strip()}")
+    argv = _loader_argv(loader, image, mount, snapshot_dir, f"CMX_LOAD_TIMEOUT={int(timeout)}")
     try:
-        run = _docker(
-            docker, "run", "--rm", "--name", loader, "--network", "none", "--user", "0",
-            "--entrypoint", "/bin/sh", "-e", f"CMX_LOAD_TIMEOUT={int(timeout)}",
-            "-v", f"{mount}:/data", "-v", f"{snapshot_dir}:/restore:ro",
-            image, "-c", RESTORE_SCRIPT,
-            timeout=timeout + 60,
-        )  # fmt: skip
-    finally:
+        run = _docker(docker, *argv, timeout=timeout + LOADER_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        # Only the docker CLI was killed; the loader may still be running on the volume.
+        if not end_loader(docker, loader):
+            raise backup.BackupError(
+                f"loading the Redis snapshot did not finish within {timeout:.0f} s and the loader container "
+                f"{loader} could not be removed, so {container} was NOT started again (two servers must "
+                f"never share its data): remove it (docker rm -f {loader}), then run the restore again"
+            ) from None
+        recover = _loader_argv(loader, image, mount, snapshot_dir, "CMX_RESTORE_MODE=recover")
+        recovered = _docker(docker, *recover, timeout=LOADER_GRACE_SECONDS)
+        if recovered.returncode != 0:
+            raise backup.BackupError(
+                f"loading the Redis snapshot did not finish within {timeout:.0f} s; putting the previous "
+                f"data back failed ({recovered.stderr.strip()[-500:]}), so {container} was NOT started again"
+            ) from None
         start = _docker(docker, "start", container)
+        started = "" if start.returncode == 0 else f"; could not start {container}: {start.stderr.strip()}"
+        raise backup.BackupError(
+            f"loading the Redis snapshot did not finish within {timeout:.0f} s: the loader was stopped, "
+            f"previous data kept{started}"
+        ) from None
+    start = _docker(docker, "start", container)
     if run.returncode != 0:
         detail = (run.stderr.strip() or run.stdout.strip())[-2000:]
-        raise backup.BackupError(f"loading the Redis snapshot failed, previous data kept: {detail}")
+        started = "" if start.returncode == 0 else f"; could not start {container}: {start.stderr.strip()}"
+        raise backup.BackupError(f"loading the Redis snapshot failed, previous data kept: {detail}{started}")
+    replaced = "the Redis data was replaced by the snapshot (AOF rebuilt and checked), but"
     if start.returncode != 0:
-        raise backup.BackupError(f"could not start {container} again: {start.stderr.strip()}")
-    loaded = loaded_keys(run.stdout)
-    wait_ready(docker, container, password, timeout)
-    served = info(container, password, docker)
-    if served["keys"] != loaded:
-        raise backup.BackupError(
-            f"Redis does not serve the restored snapshot: the snapshot held {loaded or 'no keys'}, "
-            f"{container} serves {served['keys'] or 'no keys'}"
-        )
+        raise backup.BackupError(f"{replaced} {container} did not start: {start.stderr.strip()}")
+    try:
+        wait_ready(docker, container, password, timeout)
+        served = info(container, password, docker)
+    except backup.BackupError as exc:
+        raise backup.BackupError(f"{replaced} {exc}") from exc
+    # Informational: clients may write and keys expire as soon as the server is back.
     return {
-        "loaded": loaded,
+        "loaded": loaded_keys(run.stdout),
+        "checked": loaded_keys(run.stdout, "checked"),
         "keys": served["keys"],
         "version": served["version"],
         "aof_enabled": served["aof_enabled"],

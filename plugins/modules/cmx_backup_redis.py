@@ -12,10 +12,13 @@ description:
     whatever the persistence settings (RDB, AOF or both). The RDB header and end marker are checked.
   - O(action=restore) replaces the data of O(container) by C(<folder>/redis/dump.rdb) (verify the checksums
     first). With C(appendonly yes) Redis 7+ loads its append-only file at start and ignores C(dump.rdb),
-    so the container is stopped, a one-off container (same image, no network) loads the snapshot into
-    a temporary server started with C(--appendonly no) on the data volume and turns it into a complete
-    AOF with C(CONFIG SET appendonly yes); the container is started again, waited for until it answers, and
-    must serve exactly the keys the snapshot held. A failed load puts the previous data back.
+    so the container is stopped and a one-off container (same image, no network) builds the new data
+    beside the live files on the data volume - a temporary server loads the snapshot with
+    C(--appendonly no) and writes a complete AOF with C(CONFIG SET appendonly yes); a second start from
+    that AOF alone must hold the snapshot's keys - and only then swaps it in by renames. A failure, a
+    stop or a timeout puts the previous data back; the container is started again only once the loader
+    container is gone (never two servers on one volume), and waited for until it answers. The keys it
+    serves then are reported, not compared (clients may write at once, keys may expire).
   - O(action=info) returns the server's version, whether AOF is on and its key count per database.
   - The password reaches redis-cli by environment (C(REDISCLI_AUTH)), never on a command line.
 version_added: 0.1.0
@@ -39,7 +42,10 @@ options:
     description: The backup folder (O(action=dump) and O(action=restore)).
     type: path
   timeout:
-    description: Seconds the snapshot may take to be written (dump) or loaded and rewritten as AOF (restore).
+    description:
+      - Seconds the snapshot may take to be written (dump), or loaded, rewritten as AOF and checked (restore).
+      - A restore's loader container still running a minute after that is stopped (the previous data is put
+        back) and removed before the container starts again.
     type: float
     default: 600
 requirements:
@@ -66,6 +72,10 @@ redis:
   type: dict
 loaded:
   description: Keys per database the snapshot held (as the one-off server loaded them).
+  returned: restore
+  type: dict
+checked:
+  description: Keys per database a server started from the rebuilt append-only file alone held.
   returned: restore
   type: dict
 version:

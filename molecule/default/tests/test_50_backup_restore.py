@@ -6,6 +6,7 @@ against the ci stack, with the ci inventory and CMX_PROJECT_DIR as Molecule sets
 * PostgreSQL: the same per-table row counts and md5 of the ordered rows of every table;
 * Redis: the same keys, types, values and TTLs, also after a restart (the AOF was rebuilt);
 * the bucket: the same keys with the same sha256, Content-Type and metadata;
+* the restore takes a backup first and keeps the database it replaced, renamed aside;
 * a corrupted backup is refused before anything is touched, naming the file;
 * reset takes a backup first and refuses production without the confirmation variable;
 * the retention keeps the newest backups.
@@ -17,11 +18,13 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import uuid
 from pathlib import Path
 
+import psycopg2
 import pytest
 from conftest import INVENTORY, PROJECT, PROJECT_DIR, all_healthy, container, docker, wait_until
 from conftest import pg_connect as pg
@@ -337,6 +340,20 @@ def test_round_trip_backup_volumes_removed_restore(inv):
     run = playbook("playbooks/restore.yml")
     output = " ".join(run.stdout.split())  # the yaml callback folds long lines
     assert folder.name in output and "every row count as in the manifest" in output, output[-3000:]
+    # A backup of the data it replaced came first, and that database was renamed aside, not dropped.
+    assert re.search(r"Backup taken before the restore: [0-9]{8}T[0-9]{6}Z", output), output[-3000:]
+    kept = re.search(r"Previous database kept as (\S+) ", output)
+    assert kept and kept.group(1).startswith(f"{inv['cmx_postgres_db']}_before_restore_"), output[-3000:]
+    aside = psycopg2.connect(
+        host="127.0.0.1", port=inv["cmx_postgres_port"], user=inv["cmx_postgres_user"],
+        password=inv["cmx_postgres_password"], dbname=kept.group(1), sslmode="disable",
+    )  # fmt: skip
+    try:
+        with aside.cursor() as cur:
+            cur.execute("SELECT to_regclass('public.backup_random') IS NULL")
+            assert cur.fetchone()[0], "the set-aside database is the one the restore replaced"
+    finally:
+        aside.close()
 
     assert database_state(inv) == db_before
     assert redis_state(inv) == redis_before

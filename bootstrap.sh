@@ -19,14 +19,29 @@ fi
 want=$(cat requirements.txt requirements-compose.txt | sha256sum | cut -d' ' -f1)
 stamp=.venv/.requirements.sha256
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "bootstrap: installing the pinned toolchain into .venv (log: .venv/pip.log) ..."
-  if ! { .venv/bin/pip install --disable-pip-version-check -r requirements.txt \
-         && .venv/bin/pip install --disable-pip-version-check --require-hashes --no-deps -r requirements-compose.txt
-       } > .venv/pip.log 2>&1; then
+  total=$(grep -c '^[A-Za-z]' requirements.txt)
+  echo "bootstrap: installing the pinned toolchain ($total packages) into .venv (log: .venv/pip.log) ..."
+  { .venv/bin/pip install --disable-pip-version-check -r requirements.txt \
+      && .venv/bin/pip install --disable-pip-version-check --require-hashes --no-deps -r requirements-compose.txt
+  } > .venv/pip.log 2>&1 &
+  pip_pid=$!
+  began=$SECONDS
+  # A line every 10 s while pip works: a first run takes a minute or two.
+  while kill -0 "$pip_pid" 2>/dev/null; do
+    for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$pip_pid" 2>/dev/null && sleep 1; done
+    if kill -0 "$pip_pid" 2>/dev/null; then
+      fetched=$(grep -c '^Collecting ' .venv/pip.log || true)
+      phase="$fetched of $total packages fetched"
+      grep -q '^Installing collected packages' .venv/pip.log && phase="installing $total packages"
+      echo "bootstrap: ... $((SECONDS - began)) s, $phase"
+    fi
+  done
+  if ! wait "$pip_pid"; then
     tail -n 40 .venv/pip.log >&2
     echo "bootstrap: pip failed (full log: .venv/pip.log)" >&2
     exit 1
   fi
   echo "$want" > "$stamp"
+  echo "bootstrap: toolchain installed in $((SECONDS - began)) s"
 fi
 echo "bootstrap: .venv ready ($(.venv/bin/ansible --version | sed -n 1p))"

@@ -41,6 +41,7 @@ options:
     description: Messages to show as Ansible warnings (lets a role warn without an extra task).
     type: list
     elements: str
+    default: []
   ports:
     description: Host ports to check (only when the engine answered; default none).
     type: list
@@ -59,7 +60,6 @@ options:
     description: Inventory variable named when a bind address does not exist on this host.
     type: str
     default: cmx_bind_address
-    default: []
 notes:
   - Supports check mode (it changes nothing).
 """

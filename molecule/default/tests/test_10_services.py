@@ -8,7 +8,7 @@ import uuid
 import psycopg2
 import pytest
 import redis
-from conftest import container, inspect, pg_connect, s3_client, stack_containers
+from conftest import PROJECT, container, inspect, pg_connect, s3_client, stack_containers
 
 EXPECTED = [container(s) for s in ("health", "pgbouncer", "postgres", "redis", "redis-commander", "storage")]
 
@@ -35,7 +35,7 @@ def test_no_anonymous_volumes():
                 assert not re.fullmatch(r"[0-9a-f]{64}", mount["Name"]), (
                     f"{name}: anonymous volume at {mount}"
                 )
-                assert mount["Name"].startswith("cmx_"), mount
+                assert mount["Name"].startswith(f"{PROJECT}_"), mount
 
 
 def test_postgres_answers_a_real_query_with_checksums_and_settings(inv):

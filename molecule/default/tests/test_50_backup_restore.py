@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[3]
 BACKUP_DIR = PROJECT_DIR / "backups"
 MARK = uuid.uuid4().hex[:12]
 PREFIX = f"bk:{MARK}:"
+STAMP = PROJECT_DIR / ".converged"  # the last full converge (roles/converge_state)
 
 TABLES_SQL = """
 SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -293,8 +294,11 @@ def stack_up(inv):
 
 def test_reset_takes_a_backup_then_recreates_schema_and_seed(inv):
     before = set(backups())
+    assert STAMP.exists(), "the molecule converge records its fingerprint"
     run = playbook("playbooks/reset.yml")
     assert len(set(backups()) - before) == 1, "reset did not take a backup first"
+    # The next converge must run every step (migrations) instead of stopping early on the old stamp.
+    assert not STAMP.exists(), "reset left the last converge's stamp"
     assert "Take a backup first" in run.stdout
     conn = pg(inv)
     try:
@@ -337,7 +341,9 @@ def test_round_trip_backup_volumes_removed_restore(inv):
     assert f"{PREFIX}plain".encode() not in set(rds(inv).scan_iter(match=f"{PREFIX}*"))
     assert not [k for k in bucket_state(inv) if k.startswith(f"bk-{MARK}/")]
 
+    assert STAMP.exists()
     run = playbook("playbooks/restore.yml")
+    assert not STAMP.exists(), "restore left the stamp: the next converge could skip migrations"
     output = " ".join(run.stdout.split())  # the yaml callback folds long lines
     assert folder.name in output and "every row count as in the manifest" in output, output[-3000:]
     # A backup of the data it replaced came first, and that database was renamed aside, not dropped.

@@ -228,7 +228,7 @@ def select_backup(root: str, requested: str = "") -> str:
         return path
     complete = [entry for entry in list_backups(root) if entry.complete]
     if not complete:
-        raise BackupError(f"no complete backup under {root} (run playbooks/backup.yml first)")
+        raise BackupError(f"no complete backup under {root} (run bin/cmx backup first)")
     return complete[-1].path
 
 

@@ -139,7 +139,7 @@ def assert_refused(result: subprocess.CompletedProcess, volume_name: str, reason
     assert result.returncode != 0, result.stderr
     assert "refusing to start" in result.stderr and reason in result.stderr, result.stderr
     assert f"remove the data volume {volume_name}" in result.stderr, result.stderr
-    assert "playbooks/down.yml -e cmx_down_remove_volumes=true" in result.stderr
+    assert "bin/cmx down -e cmx_down_remove_volumes=true" in result.stderr
     assert "database system is ready to accept connections" not in result.stderr
 
 

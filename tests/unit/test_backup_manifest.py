@@ -149,7 +149,7 @@ def test_select_backup_defaults_to_the_newest_complete(tmp_path):
 
 
 def test_select_backup_without_any_backup_says_what_to_run(tmp_path):
-    with pytest.raises(backup.BackupError, match=r"run playbooks/backup\.yml"):
+    with pytest.raises(backup.BackupError, match=r"run bin/cmx backup first"):
         backup.select_backup(str(tmp_path))
 
 

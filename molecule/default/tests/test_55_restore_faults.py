@@ -172,10 +172,11 @@ def test_redis_failing_after_the_swap_reports_a_partial_restore(inv, tmp_path):
     previous = re.search(kept, output)
     assert previous, output[-4000:]
     assert "Redis: see the error above. Objects: not touched." in output
-    assert f"To finish, run the restore again: playbooks/restore.yml -e cmx_restore_from={folder}" in output
+    restore = "bin/cmx restore -i inventories/ci -e cmx_restore_from="  # as the user types it
+    assert f"To finish, run the restore again: {restore}{folder}" in output
     taken_first = sorted(set(p.name for p in BACKUP_DIR.iterdir()) - before)
     assert len(taken_first) == 1
-    assert f"To roll back everything: playbooks/restore.yml -e cmx_restore_from={taken_first[0]}" in output
+    assert f"To roll back everything: {restore}{taken_first[0]}" in output
 
     # Redis: the previous data, served again; no loader left.
     assert rds(inv).get(f"fault:{MARK}:redis") == b"kept"

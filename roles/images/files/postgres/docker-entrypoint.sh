@@ -185,9 +185,9 @@ remove_volume_hint() {
     local volume
     volume=$(data_volume 2>/dev/null || true)
     if [[ -n $volume ]]; then
-        printf 'remove the data volume %s (docker volume rm %s once its container is removed; or the whole stack: ansible-playbook playbooks/down.yml -e cmx_down_remove_volumes=true, which also deletes the Redis and storage volumes) and start again' "$volume" "$volume"
+        printf 'remove the data volume %s (docker volume rm %s once its container is removed; or the whole stack: bin/cmx down -e cmx_down_remove_volumes=true, which also deletes the Redis and storage volumes) and start again' "$volume" "$volume"
     else
-        printf 'empty the data directory %s or remove its volume (the whole stack: ansible-playbook playbooks/down.yml -e cmx_down_remove_volumes=true, which also deletes the Redis and storage volumes) and start again' "$PGDATA"
+        printf 'empty the data directory %s or remove its volume (the whole stack: bin/cmx down -e cmx_down_remove_volumes=true, which also deletes the Redis and storage volumes) and start again' "$PGDATA"
     fi
 }
 

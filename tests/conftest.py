@@ -1,6 +1,7 @@
 """Fixtures shared by the unit and integration tests."""
 
 from ansible_collections.cleanmatex.infra.tests.pg_cluster import (  # noqa: F401 (pytest fixtures)
+    admin_cursor,
     fresh_db,
     pg,
     throwaway_pg_cluster,

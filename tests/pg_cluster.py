@@ -194,6 +194,21 @@ def throwaway_pg_cluster():
 
 
 @pytest.fixture
+def admin_cursor(throwaway_pg_cluster):
+    """An autocommit cursor of the cluster's superuser, connected to the postgres database."""
+    connection = psycopg2.connect(
+        host="127.0.0.1",
+        port=throwaway_pg_cluster.port,
+        user=SUPERUSER,
+        password=SUPERUSER_PASSWORD,
+        dbname="postgres",
+    )
+    connection.autocommit = True
+    yield connection.cursor()
+    connection.close()
+
+
+@pytest.fixture
 def fresh_db(throwaway_pg_cluster) -> TestDatabase:
     """A fresh, empty database (with the stack's extensions) for one test."""
     return throwaway_pg_cluster.create_database()

@@ -4,32 +4,13 @@ Reproduced before the fix: ``begin; create table a; commit; create table b; sele
 tables behind with no history row, and every re-run failed on "relation a already exists".
 """
 
-from pathlib import Path
-
 import pytest
 from ansible_collections.cleanmatex.infra.plugins.module_utils import migrations
+from test_migrations import run, write_project
 
 GOOD = "20240101000000_good.sql"
 REPRO = "20240102000000_repro.sql"
 REPRO_SQL = "begin;\ncreate table public.a (id int);\ncommit;\ncreate table public.b (id int);\nselect 1/0;\n"
-
-
-def write_project(root: Path, files: dict[str, str], seed: str | None = None) -> Path:
-    migrations_dir = root / "supabase" / "migrations"
-    migrations_dir.mkdir(parents=True, exist_ok=True)
-    for name, sql in files.items():
-        (migrations_dir / name).write_text(sql)
-    if seed is not None:
-        (root / "supabase" / "seed.sql").write_text(seed)
-    return migrations_dir
-
-
-def run(fresh_db, migrations_dir, **options) -> migrations.MigrationResult:
-    connection = migrations.connect(fresh_db.params)
-    try:
-        return migrations.migrate(connection, str(migrations_dir), **options)
-    finally:
-        connection.close()
 
 
 def tables(fresh_db) -> list[str]:

@@ -14,7 +14,6 @@ from ansible_collections.cleanmatex.infra.plugins.module_utils.pg_scram import (
     saslprep,
     scram_verifier,
 )
-from ansible_collections.cleanmatex.infra.tests.pg_cluster import SUPERUSER, SUPERUSER_PASSWORD
 
 HOSTILE_PASSWORDS = [
     "plain-ascii",
@@ -30,17 +29,8 @@ _names = itertools.count(1)
 
 
 @pytest.fixture
-def admin(throwaway_pg_cluster):
-    connection = psycopg2.connect(
-        host="127.0.0.1",
-        port=throwaway_pg_cluster.port,
-        user=SUPERUSER,
-        password=SUPERUSER_PASSWORD,
-        dbname="postgres",
-    )
-    connection.autocommit = True
-    yield connection.cursor()
-    connection.close()
+def admin(admin_cursor):
+    return admin_cursor
 
 
 def new_role(admin, password, login=True):

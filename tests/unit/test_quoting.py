@@ -17,7 +17,6 @@ import redis
 import yaml
 from ansible_collections.cleanmatex.infra.plugins.filter.quoting import FilterModule
 from ansible_collections.cleanmatex.infra.plugins.module_utils import quoting
-from ansible_collections.cleanmatex.infra.tests.pg_cluster import SUPERUSER, SUPERUSER_PASSWORD
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from test_probes_support import _demote_argv, _service_user, _stop, free_port, port_open, wait_for
@@ -76,20 +75,6 @@ def test_pgbouncer_has_no_quoting_for_names_and_no_line_breaks():
 
 
 # --- PostgreSQL ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def admin_cursor(throwaway_pg_cluster):
-    connection = psycopg2.connect(
-        host="127.0.0.1",
-        port=throwaway_pg_cluster.port,
-        user=SUPERUSER,
-        password=SUPERUSER_PASSWORD,
-        dbname="postgres",
-    )
-    connection.autocommit = True
-    yield connection.cursor()
-    connection.close()
 
 
 @pytest.mark.parametrize("conforming", ["on", "off"])

@@ -52,6 +52,11 @@ PLAY = """\
     - {repo}/roles/stack/defaults/main.yml
     - {repo}/roles/stack/vars/main.yml
   tasks:
+    - name: Compute the labels' config digests as the role does
+      cleanmatex.infra.cmx_config_digest:
+        key_file: "{{{{ out }}}}/label_hmac.key"
+        inputs: "{{{{ __stack_config_digest_inputs }}}}"
+      register: __stack_config_digests
     - name: Render each template
       ansible.builtin.copy:
         dest: "{{{{ out }}}}/{{{{ item.dest }}}}"

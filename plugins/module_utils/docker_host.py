@@ -63,6 +63,76 @@ def pid1_is_systemd(comm_path: str = "/proc/1/comm") -> bool:
         return False
 
 
+# Environments where a dockerd started in the background (no supervisor) is acceptable: a laptop or CI box
+# whose engine nothing else manages, and whose next converge starts it again.
+BACKGROUND_DOCKERD_ENVIRONMENTS = ("dev", "ci")
+
+
+def docker_service_enabled(timeout: float = 15.0) -> bool | None:
+    """Whether systemd starts docker.service at boot (`systemctl is-enabled`); None without systemctl."""
+    rc, out, _err = _run(["systemctl", "is-enabled", "docker.service"], timeout)
+    if rc == 127:
+        return None
+    return rc == 0 and out.strip() in ("enabled", "enabled-runtime", "static", "alias")
+
+
+def dockerd_plan(
+    engine_ok: bool, systemd: bool, service_enabled: bool | None, environment: str, host: str
+) -> dict[str, str]:
+    """How the Docker engine is (to be) run here, so that something restarts it after a crash or reboot.
+
+    action: 'none' (nothing to do), 'systemd' (systemctl enable --now docker: systemd restarts it and starts
+    it at boot), 'background' (setsid nohup dockerd: dev/ci only, the next converge starts it again) or
+    'refuse' (no systemd outside dev/ci: the caller stops with `message`).
+    """
+    if systemd:
+        if engine_ok and service_enabled:
+            return {"action": "none", "message": ""}
+        return {
+            "action": "systemd",
+            "message": f"dockerd on {host} is started and enabled at boot by systemd (docker.service)",
+        }
+    if engine_ok:
+        return {"action": "none", "message": ""}
+    if environment in BACKGROUND_DOCKERD_ENVIRONMENTS:
+        return {
+            "action": "background",
+            "message": f"dockerd on {host} is started in the background ({environment}: nothing restarts it "
+            "after a crash or a reboot; the next converge starts it again)",
+        }
+    return {
+        "action": "refuse",
+        "message": f"dockerd is not running on {host} and this host has no systemd: in "
+        f"{environment or 'an unnamed'} environment the playbook does not start dockerd in the background, "
+        "where nothing would restart it after a crash or a reboot. Fix: run the Docker engine under a "
+        "service manager that restarts it (on a server with systemd: apt-get install docker.io && systemctl "
+        "enable --now docker), start it and re-run; only a throwaway machine may use cmx_environment dev "
+        "or ci.",
+    }
+
+
+def rotate_log(path: str, max_bytes: int, keep: int) -> bool:
+    """Copy-and-truncate rotation of a log a running process appends to (dockerd started with `>> log`).
+
+    When `path` is larger than `max_bytes`: path.<keep-1> -> path.<keep>, ..., path -> path.1 (a copy), then
+    `path` is truncated in place, so the writer (O_APPEND) goes on writing at its start. At most `keep` old
+    files are kept. True when it rotated."""
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return False
+    if size <= max_bytes or keep < 1:
+        return False
+    for number in range(keep - 1, 0, -1):
+        older = f"{path}.{number}"
+        if os.path.exists(older):
+            os.replace(older, f"{path}.{number + 1}")
+    shutil.copy2(path, f"{path}.1")
+    with open(path, "r+b") as handle:
+        handle.truncate(0)
+    return True
+
+
 class _UnixHTTPConnection(http.client.HTTPConnection):
     """HTTP over a Unix socket (the Docker Engine API)."""
 
@@ -106,8 +176,15 @@ def docker_image_tags(docker_host: str, timeout: float = 10) -> tuple[list[str] 
     return tags, ""
 
 
-def probe(timeout: float = 15.0, apt_dir: str = "/etc/apt", docker_host: str | None = None) -> dict:
-    """Everything the docker_host and images roles ask about the host. docker_host overrides DOCKER_HOST."""
+def probe(
+    timeout: float = 15.0,
+    apt_dir: str = "/etc/apt",
+    docker_host: str | None = None,
+    environment: str = "",
+    host: str = "this host",
+) -> dict:
+    """Everything the docker_host and images roles ask about the host. docker_host overrides DOCKER_HOST;
+    environment and host (the inventory's names) go into RV(dockerd_plan)."""
     env = {**os.environ, "DOCKER_HOST": docker_host} if docker_host else None
     daemon = docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
     engine_rc, engine_out, engine_err = _run(
@@ -117,8 +194,13 @@ def probe(timeout: float = 15.0, apt_dir: str = "/etc/apt", docker_host: str | N
     release = read_os_release()
     mirror, mirror_file = find_mirror(read_sources(apt_dir))
     images, images_error = docker_image_tags(daemon, timeout)
+    engine_ok = engine_rc == 0 and bool(engine_out)
+    systemd = pid1_is_systemd()
+    service_enabled = docker_service_enabled(timeout) if systemd else None
     return {
-        "engine_ok": engine_rc == 0 and bool(engine_out),
+        "dockerd_plan": dockerd_plan(engine_ok, systemd, service_enabled, environment, host),
+        "docker_service_enabled": service_enabled,
+        "engine_ok": engine_ok,
         "engine_version": engine_out if engine_rc == 0 else "",
         "engine_error": "" if engine_rc == 0 else first_line(engine_err or engine_out) or f"rc={engine_rc}",
         "docker_cli": shutil.which("docker") or "",
@@ -133,7 +215,7 @@ def probe(timeout: float = 15.0, apt_dir: str = "/etc/apt", docker_host: str | N
         "os_id": release.get("ID", "unknown"),
         "os_family": os_family(release),
         "os_name": release.get("PRETTY_NAME", release.get("ID", "unknown")),
-        "systemd": pid1_is_systemd(),
+        "systemd": systemd,
         "arch": platform.machine(),
         "mirror": mirror,
         "mirror_file": mirror_file,

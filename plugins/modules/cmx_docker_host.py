@@ -17,8 +17,13 @@ description:
   - With O(ports), also tells which of the host ports a stack will publish are taken (a bind test, then
     C(docker ps) and C(/proc/net/tcp{,6}) to name the holder); ports published by O(project)'s own running
     containers count as free. The preflight role stops on RV(port_problems), listing them all.
-  - Read-only, and never fails on what it finds. The caller decides (the docker_host role installs or stops
-    with a message; the images role pulls or builds).
+  - Returns RV(dockerd_plan), how the engine is (to be) run so that something restarts it after a crash or a
+    reboot (systemd's docker.service where PID 1 is systemd; without systemd a background start only in the
+    C(dev) and C(ci) environments, otherwise C(refuse) with a message naming the host and the fix).
+  - With O(dockerd_log) on a host without systemd, rotates that log (copy, then truncate in place) when it is
+    larger than O(dockerd_log_max_bytes), keeping O(dockerd_log_keep) old files; the only change it makes.
+  - Otherwise read-only, and never fails on what it finds. The caller decides (the docker_host role installs
+    or stops with a message; the images role pulls or builds).
 version_added: 0.1.0
 author: CleanMateX DevOps
 options:
@@ -60,8 +65,24 @@ options:
     description: Inventory variable named when a bind address does not exist on this host.
     type: str
     default: cmx_bind_address
+  environment:
+    description: The inventory's C(cmx_environment); only C(dev) and C(ci) may run dockerd without systemd.
+    type: str
+    default: ""
+  inventory_host:
+    description: The host's inventory name, used in RV(dockerd_plan)'s message.
+    type: str
+    default: this host
+  dockerd_log:
+    description: Log file of a dockerd started without systemd, rotated when too large (unset, no rotation).
+    type: path
+  dockerd_log_max_bytes:
+    description: Size above which O(dockerd_log) is rotated.
+    type: int
+    default: 52428800
+  dockerd_log_keep: {description: Rotated copies of O(dockerd_log) kept (.1 newest)., type: int, default: 3}
 notes:
-  - Supports check mode (it changes nothing).
+  - Supports check mode (it changes nothing; leave O(dockerd_log) unset in check mode).
 """
 
 EXAMPLES = r"""
@@ -125,10 +146,21 @@ port_problems:
   returned: always
   type: list
   elements: str
+dockerd_plan:
+  description:
+    - C(action) C(none), C(systemd) (systemctl enable --now docker), C(background) (dev/ci without systemd)
+      or C(refuse) (no systemd outside dev/ci), and C(message).
+  returned: always
+  type: dict
+docker_service_enabled:
+  description: systemd starts docker.service at boot; null without systemd.
+  returned: always
+  type: bool
+dockerd_log_rotated: {description: O(dockerd_log) was rotated by this call., returned: always, type: bool}
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.cleanmatex.infra.plugins.module_utils.docker_host import probe
+from ansible_collections.cleanmatex.infra.plugins.module_utils.docker_host import probe, rotate_log
 from ansible_collections.cleanmatex.infra.plugins.module_utils.ports import check_ports
 
 
@@ -153,12 +185,28 @@ def main() -> None:
             "project": {"type": "str"},
             "bind_address": {"type": "str", "default": "127.0.0.1"},
             "address_variable": {"type": "str", "default": "cmx_bind_address"},
+            "environment": {"type": "str", "default": ""},
+            "inventory_host": {"type": "str", "default": "this host"},
+            "dockerd_log": {"type": "path"},
+            "dockerd_log_max_bytes": {"type": "int", "default": 52428800},
+            "dockerd_log_keep": {"type": "int", "default": 3},
         },
         supports_check_mode=True,
     )
     params = module.params
     warnings = list(params["warnings"])
-    host = probe(params["timeout"], params["apt_dir"], params["docker_host"])
+    host = probe(
+        params["timeout"],
+        params["apt_dir"],
+        params["docker_host"],
+        params["environment"],
+        params["inventory_host"],
+    )
+    rotated = False
+    if params["dockerd_log"] and not host["systemd"] and not module.check_mode:
+        rotated = rotate_log(
+            params["dockerd_log"], params["dockerd_log_max_bytes"], params["dockerd_log_keep"]
+        )
     statuses = []
     if params["ports"] and host["engine_ok"]:  # without an engine the role installs one and asks again
         daemon = {"DOCKER_HOST": params["docker_host"]} if params["docker_host"] else {}
@@ -173,7 +221,8 @@ def main() -> None:
     for message in warnings:
         module.warn(message)
     module.exit_json(
-        changed=False,
+        changed=rotated,
+        dockerd_log_rotated=rotated,
         ports=[status.as_dict() for status in statuses],
         port_problems=[s.message for s in statuses if s.status in ("conflict", "error")],
         **host,

@@ -76,10 +76,46 @@ def urls(stack: dict, project_dir: str, show_credentials: bool) -> dict:
         "health": f"http://{host}:{stack.get('HEALTH_PORT')}/health",
         "redis-commander": f"http://{host}:{stack.get('REDIS_COMMANDER_PORT')}",
     }
+    console = stack.get("S3_CONSOLE_PORT")
+    if console:
+        found["storage"] += f", console http://{host}:{console}"
     if show_credentials:
         access, secret = _secret(project_dir, "s3_access_key"), _secret(project_dir, "s3_secret_key")
-        found["storage"] += f" (access key {access}, secret key {secret})"
+        found["storage"] += f" (access key {access}, secret key {secret}"
+        console_user, console_password = console_login(project_dir)
+        found["storage"] += (
+            f"; console login {console_user} / {console_password})" if console_password else ")"
+        )
+        commander_user, commander_password = redis_commander_login(project_dir)
+        if commander_password:
+            found["redis-commander"] += f" (login {commander_user} / {commander_password})"
     return found
+
+
+def console_login(project_dir: str) -> tuple[str, str]:
+    """(user, password) of the S3 console, from the rendered SeaweedFS security.toml; ('', '') if none."""
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11: no login shown
+        return "", ""
+    try:
+        admin = tomllib.loads(_secret(project_dir, "seaweedfs_security.toml")).get("admin", {})
+    except tomllib.TOMLDecodeError:
+        return "", ""
+    return str(admin.get("user", "")), str(admin.get("password", ""))
+
+
+def redis_commander_login(project_dir: str) -> tuple[str, str]:
+    """(user, password) of Redis Commander, from its rendered JSON config; ('', '') if none."""
+    try:
+        auth = (
+            json.loads(_secret(project_dir, "redis-commander.json") or "{}")
+            .get("server", {})
+            .get("httpAuth", {})
+        )
+    except ValueError:
+        return "", ""
+    return str(auth.get("username", "")), str(auth.get("password", ""))
 
 
 def uptime(started_at: str, now: datetime.datetime | None = None) -> int | None:

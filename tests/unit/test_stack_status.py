@@ -86,3 +86,34 @@ def test_lines_align_one_line_per_service():
     assert out[3].split()[:4] == ["redis", "cmx-redis", "i:2", "-"]
     assert out[2].index("postgresql://") == out[3].index("redis://") == out[1].index("URL")  # aligned
     assert st.lines({**report, "services": []})[1].strip().startswith("no containers")
+
+
+def test_gui_logins_are_shown_only_with_credentials(tmp_path):
+    """The S3 console and Redis Commander logins come from their rendered files, in dev's report only."""
+    stack = stack_folder(tmp_path)
+    secrets = tmp_path / "secrets"
+    (secrets / "seaweedfs_security.toml").write_text(
+        '[admin]\nuser = "admin"\npassword = "c\\"on\\u00e4sole"\n'
+    )
+    (secrets / "redis-commander.json").write_text(
+        '{"server": {"httpAuth": {"username": "rc", "password": "g:ui pw"}}, "connections": []}'
+    )
+    stack.update({"S3_CONSOLE_PORT": "9001", "REDIS_COMMANDER_PORT": "8081"})
+    plain = st.urls(stack, str(tmp_path), show_credentials=False)
+    assert plain["storage"] == "http://localhost:9000 bucket b, console http://localhost:9001"
+    assert plain["redis-commander"] == "http://localhost:8081"
+    assert "onäsole" not in " ".join(plain.values()) and "g:ui" not in " ".join(plain.values())
+    dev = st.urls(stack, str(tmp_path), show_credentials=True)
+    assert dev["storage"].endswith('(access key AK, secret key SK; console login admin / c"onäsole)')
+    assert dev["redis-commander"] == "http://localhost:8081 (login rc / g:ui pw)"
+
+
+def test_gui_logins_missing_or_broken_files_show_no_login(tmp_path):
+    stack = stack_folder(tmp_path)
+    (tmp_path / "secrets" / "seaweedfs_security.toml").write_text("[admin\n")
+    (tmp_path / "secrets" / "redis-commander.json").write_text("{not json")
+    assert st.console_login(str(tmp_path)) == ("", "")
+    assert st.redis_commander_login(str(tmp_path)) == ("", "")
+    dev = st.urls(stack, str(tmp_path), show_credentials=True)
+    assert dev["storage"].endswith("(access key AK, secret key SK)")
+    assert "login" not in dev["redis-commander"]

@@ -38,6 +38,10 @@ HOSTILE = {
     "cmx_s3_secret_key": "s3 $ecr'et\"#:ä",
     "cmx_s3_bucket": "cmx-quoting",
     "cmx_redis_commander_enabled": True,
+    "cmx_s3_console_password": "co\"n's$ole #ä\\ ${X}",
+    "cmx_s3_console_hosts": ["storage.cmx.test"],
+    "cmx_redis_commander_password": "g'u\"i $X:#ä\\",
+    "cmx_redis_commander_hosts": ["gui.cmx.test"],
     "cmx_images": {
         name: f"cmx/{name}:test"
         for name in ("postgres", "pgbouncer", "redis", "storage", "health", "redis_commander")
@@ -137,6 +141,40 @@ def test_redis_commander_gets_its_connection_as_json(rendered):
     assert connection["password"] == HOSTILE["cmx_redis_password"]
     assert (connection["host"], connection["port"], config["noSave"]) == ("redis", 6379, True)
     assert "REDIS_HOSTS" not in (rendered / "secrets" / "redis-commander.env").read_text()
+
+
+def test_gui_logins_reach_their_files_unchanged_and_nowhere_else(rendered):
+    import tomllib
+
+    security = tomllib.loads((rendered / "secrets" / "seaweedfs_security.toml").read_text(encoding="utf-8"))
+    assert security["admin"] == {"user": "admin", "password": HOSTILE["cmx_s3_console_password"]}
+    config = json.loads((rendered / "secrets" / "redis-commander.json").read_text(encoding="utf-8"))
+    assert config["server"]["httpAuth"] == {
+        "username": "admin",
+        "password": HOSTILE["cmx_redis_commander_password"],
+    }
+    compose = (rendered / "docker-compose.yml").read_text(encoding="utf-8")
+    for name in ("cmx_s3_console_password", "cmx_redis_commander_password"):
+        assert HOSTILE[name] not in compose
+
+
+@needs_compose
+def test_storage_listens_inside_and_the_guis_check_the_host(rendered):
+    services = compose_config(rendered)["services"]
+    command = [unescape(arg) for arg in services["storage"]["command"]]
+    assert command[:3] == [
+        "front",
+        "--forward=0.0.0.0:9000=127.0.0.1:8333",
+        "--forward=0.0.0.0:23646=127.0.0.1:23647",
+    ]
+    assert "--hosts=23646=localhost,127.0.0.1,::1,storage.cmx.test" in command
+    mini = command[command.index("--") + 1 :]
+    assert mini[0] == "mini" and {"-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-webdav=false"} <= set(mini)
+    assert "entrypoint" not in services["storage"]  # the image's own: it drops root
+    assert [port["target"] for port in services["storage"]["ports"]] == [9000, 23646]
+    environment = services["redis-commander"]["environment"]
+    assert environment["CMX_ALLOWED_HOSTS"] == "localhost,127.0.0.1,::1,gui.cmx.test"
+    assert environment["NODE_OPTIONS"] == "--require /opt/cmx/host-check.js"
 
 
 def test_identifiers_are_quoted_for_sql_and_pgbouncer(rendered):

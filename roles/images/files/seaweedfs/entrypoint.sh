@@ -4,6 +4,8 @@
 # "volume", "filer", "s3", ...) and gets upstream's defaults (-dir=/data, -logtostderr).
 # "weed ..." is accepted as well; an absolute path, sh or bash runs as given (debugging).
 # As root it gives /data to the seaweed user and drops to it.
+# "front ARGS -- SUBCOMMAND ..." runs storage_front.py: SeaweedFS bound to 127.0.0.1 inside the
+# container, only the forwarded ports (S3, the admin UI behind a Host check) reachable from outside.
 set -eu
 
 # FIPS 140-3 mode on by default like upstream; GODEBUG=fips140=off turns it off.
@@ -13,7 +15,9 @@ case ",${GODEBUG:-}," in
 esac
 
 if [ "$(id -u)" = 0 ]; then
-    if [ "$(stat -c %u:%g /data)" != "$(id -u seaweed):$(id -g seaweed)" ]; then
+    # Any file not owned by seaweed (a volume written by an earlier root-run container: its top folder
+    # came from the image and is seaweed's, the files in it are root's) gives the whole tree over once.
+    if [ -n "$(find /data -xdev \( ! -user seaweed -o ! -group seaweed \) -print -quit)" ]; then
         echo "entrypoint: giving /data to the seaweed user" >&2
         chown -R seaweed:seaweed /data
     fi
@@ -37,6 +41,20 @@ case "$1" in
     weed)
         shift
         exec /usr/bin/weed "$@"
+        ;;
+    front)
+        # front OPTIONS -- SUBCOMMAND ARGS: the subcommand runs through this entrypoint again (its defaults).
+        shift
+        seen=
+        for arg in "$@"; do
+            shift
+            set -- "$@" "$arg"
+            if [ "$arg" = "--" ] && [ -z "$seen" ]; then
+                seen=1
+                set -- "$@" "$0"
+            fi
+        done
+        exec /usr/bin/python3 /usr/local/lib/cmx/storage_front.py "$@"
         ;;
     /* | sh | bash)
         exec "$@"

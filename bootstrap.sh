@@ -21,7 +21,8 @@ stamp=.venv/.requirements.sha256
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   total=$(grep -c '^[A-Za-z]' requirements.txt)
   echo "bootstrap: installing the pinned toolchain ($total packages) into .venv (log: .venv/pip.log) ..."
-  { .venv/bin/pip install --disable-pip-version-check -r requirements.txt \
+  # Both files pin every package with its SHA-256: pip refuses a file that differs from the locked one.
+  { .venv/bin/pip install --disable-pip-version-check --require-hashes -r requirements.txt \
       && .venv/bin/pip install --disable-pip-version-check --require-hashes --no-deps -r requirements-compose.txt
   } > .venv/pip.log 2>&1 &
   pip_pid=$!

@@ -82,6 +82,14 @@ MIN_JWT_SECRET_LENGTH = 32
 KNOWN_WEAK_SECRETS = (
     "cmx_pass_dev",
     "cmx_user",
+    "cmx_app_pass_dev",
+    "cmx_app_pass_ci",
+    "cmx_migrator_pass_dev",
+    "cmx_migrator_pass_ci",
+    "cmx_health_pass_dev",
+    "cmx_health_pass_ci",
+    "cmx_pgbouncer_admin_pass_dev",
+    "cmx_pgbouncer_admin_pass_ci",
     "minioadmin",
     "minioadmin123",
     "change-me-in-production",
@@ -123,7 +131,15 @@ STACK_KEYS = (
     "postgres_user",
     "postgres_password",
     "postgres_db",
+    "postgres_app_user",
+    "postgres_app_password",
+    "postgres_migration_user",
+    "postgres_migration_password",
+    "postgres_health_user",
+    "postgres_health_password",
     "pgbouncer_port",
+    "pgbouncer_admin_user",
+    "pgbouncer_admin_password",
     "redis_host",
     "redis_port",
     "redis_password",
@@ -134,7 +150,34 @@ STACK_KEYS = (
     "s3_bucket",
     "s3_region",
 )
-STACK_SECRET_KEYS = ("postgres_password", "redis_password", "s3_access_key", "s3_secret_key")
+STACK_SECRET_KEYS = (
+    "postgres_password",
+    "postgres_app_password",
+    "postgres_migration_password",
+    "postgres_health_password",
+    "pgbouncer_admin_password",
+    "redis_password",
+    "s3_access_key",
+    "s3_secret_key",
+)
+# The database roles (docs/security.md): postgres_user is the bootstrap superuser (converge and backups
+# only), postgres_app_user the role DATABASE_URL and DATABASE_POOLED_URL log in as (postgres_user when
+# absent, for callers that pass only the older keys). Their names must differ from each other.
+STACK_ROLE_KEYS = (
+    ("postgres_user", "cmx_postgres_user"),
+    ("postgres_app_user", "cmx_postgres_app_user"),
+    ("postgres_migration_user", "cmx_postgres_migration_user"),
+    ("postgres_health_user", "cmx_postgres_health_user"),
+    ("pgbouncer_admin_user", "cmx_pgbouncer_admin_user"),
+)
+# Role passwords that no .env carries (so no URL check sees them): checked for strength on their own in
+# staging and production, like the secrets of the application variables.
+STACK_ROLE_PASSWORD_KEYS = (
+    ("postgres_password", "cmx_postgres_password"),
+    ("postgres_migration_password", "cmx_postgres_migration_password"),
+    ("postgres_health_password", "cmx_postgres_health_password"),
+    ("pgbouncer_admin_password", "cmx_pgbouncer_admin_password"),
+)
 STACK_INT_KEYS = ("postgres_port", "pgbouncer_port", "redis_port", "s3_port")
 # Names the stack writes into SQL, pgbouncer.ini, docker-compose.yml, its .env and URLs: (stack key,
 # inventory variable, pattern for re.fullmatch, the form in words). Checked before anything is rendered:
@@ -144,6 +187,30 @@ STACK_NAME_RULES = (
     (
         "postgres_user",
         "cmx_postgres_user",
+        r"[a-z_][a-z0-9_]{0,62}",
+        "a PostgreSQL role name: 1-63 lowercase ASCII letters, digits or _, not starting with a digit",
+    ),
+    (
+        "postgres_app_user",
+        "cmx_postgres_app_user",
+        r"[a-z_][a-z0-9_]{0,62}",
+        "a PostgreSQL role name: 1-63 lowercase ASCII letters, digits or _, not starting with a digit",
+    ),
+    (
+        "postgres_migration_user",
+        "cmx_postgres_migration_user",
+        r"[a-z_][a-z0-9_]{0,62}",
+        "a PostgreSQL role name: 1-63 lowercase ASCII letters, digits or _, not starting with a digit",
+    ),
+    (
+        "postgres_health_user",
+        "cmx_postgres_health_user",
+        r"[a-z_][a-z0-9_]{0,62}",
+        "a PostgreSQL role name: 1-63 lowercase ASCII letters, digits or _, not starting with a digit",
+    ),
+    (
+        "pgbouncer_admin_user",
+        "cmx_pgbouncer_admin_user",
         r"[a-z_][a-z0-9_]{0,62}",
         "a PostgreSQL role name: 1-63 lowercase ASCII letters, digits or _, not starting with a digit",
     ),
@@ -201,9 +268,7 @@ def _var(name, group, type, description, required=ALL, default=None, **rules):
 
 
 _DB_HINT = "postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
-_DB_URL = (
-    "postgresql://{cmx_postgres_user}:{cmx_postgres_password:url}@{env_service_host}:%s/{cmx_postgres_db}"
-)
+_DB_URL = "postgresql://{cmx_postgres_app_user}:{cmx_postgres_app_password:url}@{env_service_host}:%s/{cmx_postgres_db}"
 _SECRET_HINT = "a random secret of at least %d characters (e.g. `openssl rand -hex 32`) kept in the vault"
 
 VARIABLES = (
@@ -232,8 +297,8 @@ VARIABLES = (
         "DATABASE_URL",
         "database",
         "url",
-        "Direct PostgreSQL connection (migrations, LISTEN/NOTIFY, session features). Built from "
-        "cmx_postgres_user/password/port/db.",
+        "Direct PostgreSQL connection (LISTEN/NOTIFY, session features) as the app role, not a superuser "
+        "(docs/security.md). Built from cmx_postgres_app_user/app_password/port/db.",
         default=_DB_URL % "{cmx_postgres_port}",
         secret=True,
         schemes=("postgresql", "postgres"),

@@ -28,6 +28,8 @@ from ansible_collections.cleanmatex.infra.plugins.module_utils.env_schema import
     STACK_INT_KEYS,
     STACK_KEYS,
     STACK_NAME_RULES,
+    STACK_ROLE_KEYS,
+    STACK_ROLE_PASSWORD_KEYS,
     STRICT_ENVIRONMENTS,
     VARIABLES,
     template_inputs,
@@ -597,17 +599,23 @@ def _check_postgres_url(report, values, stack, name, port_key):
     password = unquote(parts.password) if parts.password is not None else None
     database = unquote(parts.path.lstrip("/"))
     port = _port_of(split)
-    if user and "postgres_user" in stack and user != stack["postgres_user"]:
+    # The app role (postgres_app_user); callers that pass only the older keys compare with postgres_user.
+    user_key, password_key, password_variable = (
+        ("postgres_app_user", "postgres_app_password", "cmx_postgres_app_password")
+        if "postgres_app_user" in stack
+        else ("postgres_user", "postgres_password", "cmx_postgres_password")
+    )
+    if user and user_key in stack and user != stack[user_key]:
         report.error(
             name,
-            f"user {user!r} differs from the PostgreSQL user (stack postgres_user)",
-            "user {!r}".format(stack["postgres_user"]),
+            f"user {user!r} differs from the PostgreSQL user (stack {user_key})",
+            f"user {stack[user_key]!r}",
         )
-    if password is not None and "postgres_password" in stack and password != stack["postgres_password"]:
+    if password is not None and password_key in stack and password != stack[password_key]:
         report.error(
             name,
-            "password differs from the PostgreSQL password (stack postgres_password)",
-            "the password the stack was built with (cmx_postgres_password)",
+            f"password differs from the PostgreSQL password (stack {password_key})",
+            f"the password the stack was built with ({password_variable})",
         )
     if parts.hostname and "postgres_host" in stack and not _same_host(parts.hostname, stack["postgres_host"]):
         report.error(
@@ -753,6 +761,35 @@ def _check_stack_names(report, stack):
         )
 
 
+def _check_stack_roles(report, environment, stack):
+    """The database roles (STACK_ROLE_KEYS) have different names; in staging and production the passwords
+    no .env carries are as strong as any other secret."""
+    seen = {}
+    for key, variable in STACK_ROLE_KEYS:
+        value = stack.get(key)
+        if value is None:
+            continue
+        if value in seen:
+            report.error(
+                variable,
+                f"{value!r} is also {seen[value]}: each database role needs its own name (docs/security.md)",
+                f"a name other than {seen[value]}'s",
+            )
+        else:
+            seen[value] = variable
+    if environment not in STRICT_ENVIRONMENTS:
+        return
+    for key, variable in STACK_ROLE_PASSWORD_KEYS:
+        value = stack.get(key)
+        problem = weakness(value, MIN_SECRET_LENGTH) if value else None
+        if problem:
+            report.error(
+                variable,
+                problem,
+                f"a random password of at least {MIN_SECRET_LENGTH} characters kept in the vault",
+            )
+
+
 def _check_cross(report, values, environment, stack):
     """Checks between variables, and between the variables and the stack settings."""
     pool_min, pool_max = (
@@ -826,6 +863,7 @@ def _check_cross(report, values, environment, stack):
             )
     _check_storage(report, values, stack)
     _check_stack_names(report, stack)
+    _check_stack_roles(report, environment, stack)
 
 
 # --- entry points -------------------------------------------------------------------------------------------

@@ -77,9 +77,35 @@ options:
       postgres_db:
         description: Database name (cmx_postgres_db).
         type: str
+      postgres_app_user:
+        description:
+          - The app role DATABASE_URL and DATABASE_POOLED_URL log in as (cmx_postgres_app_user).
+          - When absent, the URLs are compared with postgres_user.
+        type: str
+      postgres_app_password:
+        description: Its password (cmx_postgres_app_password).
+        type: str
+      postgres_migration_user:
+        description: The migration role (cmx_postgres_migration_user); must differ from the other roles.
+        type: str
+      postgres_migration_password:
+        description: Its password (cmx_postgres_migration_password); strength checked in staging/production.
+        type: str
+      postgres_health_user:
+        description: The /health role (cmx_postgres_health_user); must differ from the other roles.
+        type: str
+      postgres_health_password:
+        description: Its password (cmx_postgres_health_password); strength checked in staging/production.
+        type: str
       pgbouncer_port:
         description: PgBouncer host port (cmx_pgbouncer_port).
         type: int
+      pgbouncer_admin_user:
+        description: PgBouncer's admin and stats user (cmx_pgbouncer_admin_user), its own name.
+        type: str
+      pgbouncer_admin_password:
+        description: Its password (cmx_pgbouncer_admin_password); strength checked in staging/production.
+        type: str
       redis_host:
         description: Host the applications reach Redis on.
         type: str

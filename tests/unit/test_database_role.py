@@ -49,8 +49,9 @@ def run_role(tmp_path: Path, fresh_db, controller: Path, remote: Path) -> subpro
         "database_supabase_dir": str(controller),
         "database_remote_dir": str(remote),
         "cmx_postgres_port": fresh_db.port,
-        "cmx_postgres_user": fresh_db.user,
-        "cmx_postgres_password": fresh_db.password,
+        # The role runs the migrations as the migration role; the superuser stands in for it here.
+        "cmx_postgres_migration_user": fresh_db.user,
+        "cmx_postgres_migration_password": fresh_db.password,
         "cmx_postgres_db": fresh_db.name,
     }
     env = {

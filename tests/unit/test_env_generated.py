@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from ansible_collections.cleanmatex.infra.plugins.module_utils import env_schema as schema
 from ansible_collections.cleanmatex.infra.plugins.module_utils.env_validate import validate_file
-from test_env_support import DEV_STACK, REPO, load_cli, run_cli
+from test_env_support import DEV_APP_STACK, REPO, load_cli, run_cli
 
 CLI = load_cli()
 
@@ -38,14 +38,14 @@ def test_docs_command_prints_the_table_with_every_variable():
 
 @pytest.mark.parametrize("env", ["dev"])
 def test_example_is_valid_against_the_dev_stack(env):
-    report = validate_file(str(REPO / ".env.example"), env, DEV_STACK)
+    report = validate_file(str(REPO / ".env.example"), env, DEV_APP_STACK)
     assert report.problems == []
 
 
 def test_example_has_the_dev_stack_values():
     values = CLI.dev_values(REPO)
-    assert values["DATABASE_URL"] == "postgresql://cmx_user:cmx_pass_dev@localhost:5432/cmx_db"
-    assert values["DATABASE_POOLED_URL"] == "postgresql://cmx_user:cmx_pass_dev@localhost:6432/cmx_db"
+    assert values["DATABASE_URL"] == "postgresql://cmx_app:cmx_app_pass_dev@localhost:5432/cmx_db"
+    assert values["DATABASE_POOLED_URL"] == "postgresql://cmx_app:cmx_app_pass_dev@localhost:6432/cmx_db"
     assert values["REDIS_URL"] == "redis://localhost:6379"
     assert values["S3_ENDPOINT"] == "http://localhost:9000"
     assert (values["S3_ACCESS_KEY"], values["S3_SECRET_KEY"]) == ("minioadmin", "minioadmin123")

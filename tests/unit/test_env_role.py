@@ -16,7 +16,7 @@ from ansible_collections.cleanmatex.infra.plugins.module_utils.env_validate impo
     parse_env,
     validate_file,
 )
-from test_env_support import DEV_STACK, REPO, ansible_env, dev_values
+from test_env_support import DEV_APP_STACK, REPO, ansible_env, dev_values
 
 pytestmark = pytest.mark.skipif(
     shutil.which("ansible-playbook", path=str(REPO / ".venv" / "bin")) is None,
@@ -86,7 +86,7 @@ def test_dev_renders_the_example_values_0600_and_is_idempotent(tmp_path):
     assert stat.S_IMODE(out.stat().st_mode) == 0o700
     assert parsed(env_file) == dev_values()
     assert env_file.read_text(encoding="utf-8").startswith("#\n# Ansible managed\n#\n")
-    assert validate_file(str(env_file), "dev", DEV_STACK).problems == []
+    assert validate_file(str(env_file), "dev", DEV_APP_STACK).problems == []
     second = playbook(tmp_path, *out_dir_args(out))
     assert recap(second)["changed"] == 0
 
@@ -167,13 +167,16 @@ def test_vvv_converge_prints_no_secret(tmp_path):
     secrets = [
         "cmx-ci-test-jwt-secret-protects-nothing-real",
         "ci-redis-test-password",
-        "cmx_pass_dev",
+        "cmx_app_pass_ci",
         "minioadmin123",
         "minioadmin",
     ]
     for secret in secrets:
         assert secret in rendered
         assert secret not in output, f"{secret} appears in the -vvv output"
+    # The superuser's and the other roles' passwords are in no .env (docs/security.md), and not in the output.
+    for secret in ("cmx_pass_dev", "cmx_migrator_pass_ci", "cmx_health_pass_ci", "cmx_pgbouncer_admin_pass_ci"):
+        assert secret not in rendered and secret not in output, secret
     assert "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" in output  # the module's invocation was printed, masked
 
 

@@ -123,8 +123,10 @@ def test_role_argument_specs_match_the_schema():
 
 CONTEXT = {
     "cmx_environment": "staging",
-    "cmx_postgres_user": "app user",
-    "cmx_postgres_password": "p@ss/w:rd?#%&= ~x",
+    "cmx_postgres_user": "owner",
+    "cmx_postgres_password": "owner-pw",
+    "cmx_postgres_app_user": "app user",
+    "cmx_postgres_app_password": "p@ss/w:rd?#%&= ~x",
     "cmx_postgres_port": 5432,
     "cmx_postgres_db": "cmx_db",
     "cmx_pgbouncer_port": 6432,
@@ -165,7 +167,7 @@ def test_url_defaults_survive_special_characters_in_passwords():
 
     context = dict(CONTEXT, cmx_redis_password="r3d!s/p@ss")
     url = urlsplit(schema.render_default(schema.BY_NAME["DATABASE_URL"]["default"]["dev"], context))
-    assert unquote(url.password) == CONTEXT["cmx_postgres_password"]
+    assert unquote(url.password) == CONTEXT["cmx_postgres_app_password"]
     assert unquote(url.username) == "app user" and url.port == 5432 and url.path == "/cmx_db"
     redis = urlsplit(schema.render_default(schema.BY_NAME["REDIS_URL"]["default"]["dev"], context))
     assert unquote(redis.password) == "r3d!s/p@ss"

@@ -61,6 +61,9 @@ DEV_STACK = {
     "postgres_user": "cmx_user",
     "postgres_password": "cmx_pass_dev",
     "postgres_db": "cmx_db",
+    # The URLs log in as the app role (docs/security.md), not as postgres_user (the bootstrap superuser).
+    "postgres_app_user": "cmx_app",
+    "postgres_app_password": "cmx_app_pass_dev",
     "pgbouncer_port": 6432,
     "redis_host": "localhost",
     "redis_port": 6379,
@@ -73,6 +76,9 @@ DEV_STACK = {
     "s3_region": "us-east-1",
 }
 
+# The dev inventory's stack as the env role passes it (the same as DEV_STACK).
+DEV_APP_STACK = DEV_STACK
+
 
 def strict_values(environment):
     """A complete, strong set of values that passes in staging or production."""
@@ -80,8 +86,8 @@ def strict_values(environment):
     return {
         "NODE_ENV": "production",
         "CMX_ENVIRONMENT": environment,
-        "DATABASE_URL": f"postgresql://cmx_user:{PG_PASSWORD}@localhost:5432/cmx_db",
-        "DATABASE_POOLED_URL": f"postgresql://cmx_user:{PG_PASSWORD}@localhost:6432/cmx_db",
+        "DATABASE_URL": f"postgresql://cmx_app:{PG_PASSWORD}@localhost:5432/cmx_db",
+        "DATABASE_POOLED_URL": f"postgresql://cmx_app:{PG_PASSWORD}@localhost:6432/cmx_db",
         "DATABASE_POOL_MIN": "2",
         "DATABASE_POOL_MAX": "10",
         "POSTGRES_PORT": "5432",
@@ -119,6 +125,7 @@ def strict_stack(environment):
     return dict(
         DEV_STACK,
         postgres_password=PG_PASSWORD,
+        postgres_app_password=PG_PASSWORD,
         redis_password=REDIS_PASSWORD,
         s3_access_key=S3_ACCESS,
         s3_secret_key=S3_SECRET,

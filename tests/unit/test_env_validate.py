@@ -28,7 +28,7 @@ from test_env_support import (
 
 ANON = "NEXT_PUBLIC_SUPABASE_ANON_KEY"
 SERVICE = "SUPABASE_SERVICE_ROLE_KEY"
-DB = "postgresql://cmx_user:cmx_pass_dev@localhost:5432/cmx_db"
+DB = "postgresql://cmx_app:cmx_app_pass_dev@localhost:5432/cmx_db"
 NO_ROLE_JWT = make_jwt(None)
 NO_S3_STACK = {key: value for key, value in DEV_STACK.items() if not key.startswith("s3_")}
 
@@ -118,7 +118,7 @@ CASES = [
     case(
         "url-no-password",
         "dev",
-        {"DATABASE_URL": "postgresql://cmx_user@localhost:5432/cmx_db"},
+        {"DATABASE_URL": "postgresql://cmx_app@localhost:5432/cmx_db"},
         ("DATABASE_URL", "has no password"),
     ),
     case(
@@ -264,21 +264,21 @@ CASES = [
     case(
         "pooled-user",
         "dev",
-        {"DATABASE_POOLED_URL": "postgresql://other:cmx_pass_dev@localhost:6432/cmx_db"},
+        {"DATABASE_POOLED_URL": "postgresql://other:cmx_app_pass_dev@localhost:6432/cmx_db"},
         ("DATABASE_POOLED_URL", "user differs from DATABASE_URL's"),
         stack=False,
     ),
     case(
         "pooled-password",
         "dev",
-        {"DATABASE_POOLED_URL": "postgresql://cmx_user:other-pw@localhost:6432/cmx_db"},
+        {"DATABASE_POOLED_URL": "postgresql://cmx_app:other-pw@localhost:6432/cmx_db"},
         ("DATABASE_POOLED_URL", "password differs from DATABASE_URL's"),
         stack=False,
     ),
     case(
         "pooled-database",
         "dev",
-        {"DATABASE_POOLED_URL": "postgresql://cmx_user:cmx_pass_dev@localhost:6432/x"},
+        {"DATABASE_POOLED_URL": "postgresql://cmx_app:cmx_app_pass_dev@localhost:6432/x"},
         ("DATABASE_POOLED_URL", "database differs from DATABASE_URL's"),
         stack=False,
     ),
@@ -334,13 +334,13 @@ CASES = [
     case(
         "stack-postgres-user",
         "dev",
-        {"DATABASE_URL": DB.replace("cmx_user", "someone")},
+        {"DATABASE_URL": DB.replace("cmx_app", "someone")},
         ("DATABASE_URL", "user 'someone' differs from the PostgreSQL user"),
     ),
     case(
         "stack-postgres-password",
         "dev",
-        {"DATABASE_URL": DB.replace("cmx_pass_dev", "other_pw")},
+        {"DATABASE_URL": DB.replace("cmx_app_pass_dev", "other_pw")},
         ("DATABASE_URL", "password differs from the PostgreSQL password"),
     ),
     case(
@@ -486,7 +486,7 @@ CASES = [
         "production",
         {"DATABASE_URL": DB, "DATABASE_POOLED_URL": DB.replace("5432", "6432")},
         ("DATABASE_URL", "its password is a well-known default value"),
-        stack={"postgres_password": "cmx_pass_dev"},
+        stack={"postgres_app_password": "cmx_app_pass_dev"},
         good_stack=None,
     ),
     case(
@@ -704,7 +704,7 @@ def test_module_reports_undefined_values_with_everything_else():
     assert any(
         t.startswith(
             "DATABASE_URL: could not be templated: its env_values entry, or an inventory variable its "
-            "default uses (cmx_postgres_user, cmx_postgres_password,"
+            "default uses (cmx_postgres_app_user, cmx_postgres_app_password,"
         )
         for t in texts
     )

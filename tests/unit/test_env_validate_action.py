@@ -17,7 +17,7 @@ from ansible.plugins.loader import connection_loader
 from ansible.template import Templar
 from ansible_collections.cleanmatex.infra.plugins.action.cmx_env_validate import ActionModule
 from test_env_support import (
-    DEV_STACK,
+    DEV_APP_STACK,
     JWT_SECRET,
     PG_PASSWORD,
     REDIS_PASSWORD,
@@ -96,16 +96,16 @@ def assert_no_secret(result, args):
 
 STAGING_WEAK = apply(strict_values("staging"), {"JWT_SECRET": "change-me-in-production"})
 INPUTS = {
-    "dev valid": {"environment": "dev", "values": dev_values(), "stack": DEV_STACK},
+    "dev valid": {"environment": "dev", "values": dev_values(), "stack": DEV_APP_STACK},
     "dev invalid value": {
         "environment": "dev",
         "values": apply(dev_values(), {"REDIS_DB": "sixteen", "APP_URL": "ftp://localhost"}),
-        "stack": DEV_STACK,
+        "stack": DEV_APP_STACK,
     },
     "unknown variable warns": {
         "environment": "dev",
         "values": apply(dev_values(), {"JWT_SECRT": "unknown-value-x1y2"}),
-        "stack": DEV_STACK,
+        "stack": DEV_APP_STACK,
     },
     "undefined value": {
         "environment": "staging",
@@ -118,12 +118,12 @@ INPUTS = {
     "secret in a URL": {
         "environment": "dev",
         "values": apply(dev_values(), {"JWT_SECRET": "dev-only-jwt-secret-value-123"}),
-        "stack": DEV_STACK,
+        "stack": DEV_APP_STACK,
     },
     "Ansible types, string ports": {
         "environment": "dev",
         "values": apply(dev_values(), {"APP_PORT": 3001, "ENABLE_ASSEMBLY": True, "REDIS_DB": 0}),
-        "stack": dict(DEV_STACK, postgres_port="5432"),
+        "stack": dict(DEV_APP_STACK, postgres_port="5432"),
     },
     "unknown environment": {"environment": "qa", "values": dev_values()},
     "values and path": {"environment": "dev", "values": dev_values(), "path": "/nonexistent/.env"},

@@ -28,6 +28,14 @@ HOSTILE = {
     "cmx_postgres_user": "cmx_user",
     "cmx_postgres_db": "cmx_db",
     "cmx_postgres_password": "pg pä$s'w\"o:r#d \\ ${HOME}",
+    "cmx_postgres_app_user": "cmx_app",
+    "cmx_postgres_app_password": "a'p\"p $X:#ä",
+    "cmx_postgres_migration_user": "cmx_migrator",
+    "cmx_postgres_migration_password": "m'i\"g $X:#ä",
+    "cmx_postgres_health_user": "cmx_health",
+    "cmx_postgres_health_password": "h'e\"alth $X:#ä\\",
+    "cmx_pgbouncer_admin_user": "cmx_pgbouncer_admin",
+    "cmx_pgbouncer_admin_password": "a'd\"min $X",
     "cmx_postgres_settings": {
         "search_path": '"$user", public',
         "application_name": "it's $HOME: #1 ä",
@@ -185,7 +193,20 @@ def test_identifiers_are_quoted_for_sql_and_pgbouncer(rendered):
     assert 'ALTER DEFAULT PRIVILEGES FOR ROLE "cmx_user" IN SCHEMA public' in sql
     ini = (rendered / "pgbouncer.ini").read_text()
     assert "cmx_db = host=postgres port=5432 dbname='cmx_db'" in ini
-    assert "admin_users = cmx_user" in ini
+    assert "admin_users = cmx_pgbouncer_admin" in ini and "stats_users = cmx_pgbouncer_admin" in ini
+    assert "cmx_user" not in ini.split("[pgbouncer]", 1)[1]  # the superuser is no PgBouncer admin
+
+
+def test_health_uses_its_own_role_and_password_file(rendered):
+    compose = (rendered / "docker-compose.yml").read_text(encoding="utf-8")
+    env = (rendered / ".env").read_text(encoding="utf-8")
+    assert "POSTGRES_HEALTH_USER=" in env and "cmx_health" in env
+    assert "HEALTH_DATABASE_URL: postgresql://${POSTGRES_HEALTH_USER:?" in compose
+    assert "HEALTH_PGBOUNCER_URL: postgresql://${POSTGRES_HEALTH_USER}@pgbouncer:6432/" in compose
+    assert "/run/secrets/postgres_health_password" in compose
+    assert "./secrets/postgres_password:/run/secrets/postgres_password" not in compose.split("\n  health:", 1)[1]
+    password = (rendered / "secrets" / "postgres_health_password").read_text(encoding="utf-8")
+    assert password == HOSTILE["cmx_postgres_health_password"]
 
 
 def test_secrets_are_written_raw(rendered):

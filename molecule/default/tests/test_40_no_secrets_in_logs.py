@@ -36,6 +36,9 @@ def test_converge_at_vvv_leaks_no_secret(inv):
         inv["cmx_postgres_password"],
         inv["cmx_redis_password"],
         inv["cmx_s3_secret_key"],
+        # The GUIs' logins (printed by the summary in dev only).
+        inv["cmx_s3_console_password"],
+        inv["cmx_redis_commander_password"],
         *vaulted_values(),
     ]
     scram = (PROJECT_DIR / "secrets" / "pgbouncer" / "userlist.txt").read_text().split()[1].strip('"')

@@ -602,7 +602,7 @@ def _check_postgres_url(report, values, stack, name, port_key):
     # The app role (postgres_app_user); callers that pass only the older keys compare with postgres_user.
     user_key, password_key, password_variable = (
         ("postgres_app_user", "postgres_app_password", "cmx_postgres_app_password")
-        if "postgres_app_user" in stack
+        if "postgres_app_user" in stack or "postgres_app_password" in stack
         else ("postgres_user", "postgres_password", "cmx_postgres_password")
     )
     if user and user_key in stack and user != stack[user_key]:

@@ -175,7 +175,12 @@ def test_vvv_converge_prints_no_secret(tmp_path):
         assert secret in rendered
         assert secret not in output, f"{secret} appears in the -vvv output"
     # The superuser's and the other roles' passwords are in no .env (docs/security.md), and not in the output.
-    for secret in ("cmx_pass_dev", "cmx_migrator_pass_ci", "cmx_health_pass_ci", "cmx_pgbouncer_admin_pass_ci"):
+    for secret in (
+        "cmx_pass_dev",
+        "cmx_migrator_pass_ci",
+        "cmx_health_pass_ci",
+        "cmx_pgbouncer_admin_pass_ci",
+    ):
         assert secret not in rendered and secret not in output, secret
     assert "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" in output  # the module's invocation was printed, masked
 
@@ -192,7 +197,15 @@ def test_staging_with_placeholders_stops_before_writing_and_lists_everything(tmp
     output = result.stdout + result.stderr
     assert result.returncode == 2
     assert not out.exists()
-    assert "values for environment staging: INVALID: 15 errors" in output
+    assert "values for environment staging: INVALID: 19 errors" in output
+    # The database roles' passwords no .env carries are refused on their own (docs/security.md).
+    for name in (
+        "cmx_postgres_password",
+        "cmx_postgres_migration_password",
+        "cmx_postgres_health_password",
+        "cmx_pgbouncer_admin_password",
+    ):
+        assert f"  - {name}: is a placeholder, not a secret" in output, name
     for name in (
         "DATABASE_URL",
         "REDIS_URL",
@@ -209,6 +222,8 @@ def test_staging_with_placeholders_stops_before_writing_and_lists_everything(tmp
     for secret in (
         "REPLACE-ME-jwt-secret",
         "REPLACE-ME-postgres-password",
+        "REPLACE-ME-postgres-app-password",
+        "REPLACE-ME-postgres-migration-password",
         "REPLACE-ME-redis-password",
         "REPLACE-ME-s3-secret-key",
         "REPLACE-ME-stripe-secret-key",
@@ -221,7 +236,7 @@ def test_missing_vault_variables_are_reported_with_everything_else(tmp_path):
     shutil.copytree(REPO / "inventories" / "staging", inventory)
     vault = inventory / "group_vars" / "all" / "vault.yml"
     text = vault.read_text(encoding="utf-8")
-    for name in ("vault_cmx_jwt_secret", "vault_cmx_postgres_password"):
+    for name in ("vault_cmx_jwt_secret", "vault_cmx_postgres_app_password"):
         text = re.sub(rf"\n{name}: !vault \|\n(?: {{10}}.*\n)+", "\n", text)
     vault.write_text(text, encoding="utf-8")
     result = _staging(tmp_path, inventory, *out_dir_args(tmp_path / "app"))

@@ -37,6 +37,7 @@ NAME = "cleanmatex.infra.cmx_env_validate"
 MODULE = REPO / "plugins" / "modules" / "cmx_env_validate.py"
 SECRETS = (
     "cmx_pass_dev",
+    "cmx_app_pass_dev",
     "minioadmin123",
     "change-me-in-production",
     "dev-only-jwt-secret-value-123",
@@ -208,14 +209,14 @@ PLAY = """\
       cleanmatex.infra.cmx_env_validate:
         environment: dev
         values: "{{ env_values_under_test }}"
-        stack: {postgres_password: cmx_pass_dev}
+        stack: {postgres_app_password: cmx_app_pass_dev}
         fail_on_error: false
       register: by_values
     - name: Path form (module)
       cleanmatex.infra.cmx_env_validate:
         environment: dev
         path: "{{ env_file_under_test }}"
-        stack: {postgres_password: cmx_pass_dev}
+        stack: {postgres_app_password: cmx_app_pass_dev}
         fail_on_error: false
       register: by_path
     - name: Both results
@@ -248,7 +249,7 @@ def test_playbook_output_has_no_secret_and_both_forms_agree(tmp_path):
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
-    for secret in ("dev-only-jwt-secret-value-123", "cmx_pass_dev", "minioadmin123"):
+    for secret in ("dev-only-jwt-secret-value-123", "cmx_app_pass_dev", "minioadmin123"):
         assert secret not in output
     assert "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" in output
     found = json.loads(results.read_text(encoding="utf-8"))

@@ -204,7 +204,8 @@ def test_health_uses_its_own_role_and_password_file(rendered):
     assert "HEALTH_DATABASE_URL: postgresql://${POSTGRES_HEALTH_USER:?" in compose
     assert "HEALTH_PGBOUNCER_URL: postgresql://${POSTGRES_HEALTH_USER}@pgbouncer:6432/" in compose
     assert "/run/secrets/postgres_health_password" in compose
-    assert "./secrets/postgres_password:/run/secrets/postgres_password" not in compose.split("\n  health:", 1)[1]
+    health = compose.split("\n  health:", 1)[1]
+    assert "./secrets/postgres_password:/run/secrets/postgres_password" not in health
     password = (rendered / "secrets" / "postgres_health_password").read_text(encoding="utf-8")
     assert password == HOSTILE["cmx_postgres_health_password"]
 

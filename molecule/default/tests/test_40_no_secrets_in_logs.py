@@ -39,6 +39,11 @@ def test_converge_at_vvv_leaks_no_secret(inv):
         # The GUIs' logins (printed by the summary in dev only).
         inv["cmx_s3_console_password"],
         inv["cmx_redis_commander_password"],
+        # The database roles' (docs/security.md).
+        inv["cmx_postgres_app_password"],
+        inv["cmx_postgres_migration_password"],
+        inv["cmx_postgres_health_password"],
+        inv["cmx_pgbouncer_admin_password"],
         *vaulted_values(),
     ]
     scram = (PROJECT_DIR / "secrets" / "pgbouncer" / "userlist.txt").read_text().split()[1].strip('"')

@@ -12,7 +12,20 @@ import json
 import os
 import subprocess
 
+from ansible_collections.cleanmatex.infra.plugins.module_utils.files import SyncResult, write_file
+
 STAMP = ".converged"
+# 0600: the fingerprint hashes the inventory's values, secrets included; only the converging user reads it.
+STAMP_MODE = "0600"
+
+# Shared by the cmx_stack_state module and its action plugin (which runs it on the controller when the
+# host is the controller itself).
+ARGUMENT_SPEC = {
+    "project_dir": {"type": "path", "required": True},
+    "fingerprint": {"type": "str", "required": True},
+    "containers": {"type": "list", "elements": "str", "default": []},
+    "record": {"type": "bool", "default": False},
+}
 
 
 def read_stamp(project_dir: str) -> str | None:
@@ -68,3 +81,14 @@ def why_not_up_to_date(
         elif health not in ("healthy", "none"):
             reasons.append(f"{name} is {health}")
     return reasons
+
+
+def task_result(params: dict, check_mode: bool) -> dict:
+    """The module's result: with record, write the stamp; otherwise say whether the stack is up to date."""
+    if params["record"]:
+        result = SyncResult()
+        path = os.path.join(params["project_dir"], STAMP)
+        write_file(path, stamp_content(params["fingerprint"]), STAMP_MODE, check_mode, result)
+        return {"changed": result.any_changed, "up_to_date": True, "reasons": []}
+    reasons = why_not_up_to_date(params["project_dir"], params["fingerprint"], params["containers"])
+    return {"changed": False, "up_to_date": not reasons, "reasons": reasons}

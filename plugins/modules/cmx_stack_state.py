@@ -21,6 +21,8 @@ options:
   record: {description: Write the fingerprint (after a successful full converge)., type: bool, default: false}
 notes:
   - Supports check mode.
+  - When the host is the controller itself (connection C(local), no become), the action plugin runs the same
+    code there, without a module transfer and a second Python start (about 0.7 s of a fast re-run).
 """
 
 EXAMPLES = r"""
@@ -38,32 +40,12 @@ reasons: {description: Why a full converge is needed., returned: always, type: l
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.cleanmatex.infra.plugins.module_utils.files import SyncResult, write_file
-from ansible_collections.cleanmatex.infra.plugins.module_utils.stack_state import (
-    STAMP,
-    stamp_content,
-    why_not_up_to_date,
-)
+from ansible_collections.cleanmatex.infra.plugins.module_utils.stack_state import ARGUMENT_SPEC, task_result
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "project_dir": {"type": "path", "required": True},
-            "fingerprint": {"type": "str", "required": True},
-            "containers": {"type": "list", "elements": "str", "default": []},
-            "record": {"type": "bool", "default": False},
-        },
-        supports_check_mode=True,
-    )
-    p = module.params
-    if p["record"]:
-        result = SyncResult()
-        path = f"{p['project_dir']}/{STAMP}"
-        write_file(path, stamp_content(p["fingerprint"]), "0644", module.check_mode, result)
-        module.exit_json(changed=result.any_changed, up_to_date=True, reasons=[])
-    reasons = why_not_up_to_date(p["project_dir"], p["fingerprint"], p["containers"])
-    module.exit_json(changed=False, up_to_date=not reasons, reasons=reasons)
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module.exit_json(**task_result(module.params, module.check_mode))
 
 
 if __name__ == "__main__":

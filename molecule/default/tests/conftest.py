@@ -20,6 +20,18 @@ from botocore.config import Config
 INVENTORY = Path(os.environ.get("CMX_INVENTORY", Path(__file__).parents[3] / "inventories" / "ci"))
 PROJECT_DIR = Path(os.environ.get("CMX_PROJECT_DIR", Path(__file__).parents[3] / ".cmx-ci"))
 
+APP_ENV = PROJECT_DIR / "app" / ".env"  # the applications' .env the converge renders
+
+
+def app_env() -> dict[str, str]:
+    """The rendered app .env as a dict (KEY=value lines; quotes around a value removed)."""
+    values = {}
+    for line in APP_ENV.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip().strip('"')
+    return values
+
 
 def pytest_configure(config):
     config.addinivalue_line(

@@ -13,19 +13,9 @@ import boto3
 import psycopg2
 import redis
 from botocore.config import Config
-from conftest import PROJECT_DIR
+from conftest import APP_ENV, app_env
 
-APP_ENV = PROJECT_DIR / "app" / ".env"
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def app_env() -> dict[str, str]:
-    values = {}
-    for line in APP_ENV.read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#") and "=" in line:
-            key, _, value = line.partition("=")
-            values[key.strip()] = value.strip().strip('"')
-    return values
 
 
 def test_app_env_file_is_private():

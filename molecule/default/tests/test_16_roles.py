@@ -9,18 +9,7 @@ from urllib.parse import unquote, urlsplit
 import psycopg2
 import pytest
 import requests
-from conftest import PROJECT_DIR, container, inspect, pg_connect
-
-APP_ENV = PROJECT_DIR / "app" / ".env"
-
-
-def app_env() -> dict[str, str]:
-    values = {}
-    for line in APP_ENV.read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("#") and "=" in line:
-            key, _, value = line.partition("=")
-            values[key.strip()] = value.strip().strip('"')
-    return values
+from conftest import PROJECT_DIR, app_env, container, inspect, pg_connect
 
 
 @pytest.mark.parametrize(("variable", "port_key"), [("DATABASE_POOLED_URL", "cmx_pgbouncer_port"),

@@ -80,3 +80,19 @@ def config_digest(key: bytes, parts) -> str:
 def digests(key: bytes, inputs: dict) -> dict[str, str]:
     """{name: config_digest(key, parts)} for every entry of `inputs`."""
     return {name: config_digest(key, parts) for name, parts in inputs.items()}
+
+
+# Shared by the cmx_config_digest module and its action plugin.
+ARGUMENT_SPEC = {
+    "key_file": {"type": "path", "required": True},
+    "inputs": {"type": "dict", "required": True, "no_log": True},
+}
+
+
+def task_result(params: dict, check_mode: bool) -> dict:
+    """The module's result; {"failed": True, "msg": ...} when the key file is not usable."""
+    try:
+        key, created = ensure_key(params["key_file"], check_mode)
+    except KeyFileError as error:
+        return {"failed": True, "msg": str(error)}
+    return {"changed": created, "key_created": created, "digests": digests(key, params["inputs"])}

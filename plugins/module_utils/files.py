@@ -164,3 +164,56 @@ def sync(directories: list[dict], files: list[dict], check_mode: bool = False) -
             group=entry.get("group"),
         )
     return result
+
+
+_FILE_OPTIONS = {
+    "path": {"type": "path", "required": True},
+    "content": {"type": "str", "required": True},
+    "mode": {"type": "str", "required": True},
+    "only_if_missing": {"type": "bool", "default": False},
+    "owner": {"type": "str"},
+    "group": {"type": "str"},
+}
+# Shared by the cmx_files module and its action plugin.
+ARGUMENT_SPEC = {
+    "directories": {
+        "type": "list",
+        "elements": "dict",
+        "default": [],
+        "options": {
+            "path": {"type": "path", "required": True},
+            "mode": {"type": "str", "required": True},
+            "owner": {"type": "str"},
+            "group": {"type": "str"},
+        },
+    },
+    "files": {
+        "type": "list",
+        "elements": "dict",
+        "default": [],
+        "options": {**_FILE_OPTIONS, "validate": {"type": "str"}},
+    },
+    "secret_files": {
+        "type": "list",
+        "elements": "dict",
+        "default": [],
+        "options": {**_FILE_OPTIONS, "content": {"type": "str", "required": True, "no_log": True}},
+    },
+}
+
+
+def task_result(params: dict, check_mode: bool) -> dict:
+    """The module's result; {"failed": True, "msg": ...} on a refused validation or a failed write."""
+    try:
+        result = sync(params["directories"], params["secret_files"] + params["files"], check_mode=check_mode)
+    except ValidationError as error:
+        return {"failed": True, "msg": str(error)}
+    except KeyError as error:
+        return {"failed": True, "msg": f"unknown owner or group: {error}"}
+    except OSError as error:
+        return {"failed": True, "msg": f"could not write {error.filename}: {error.strerror}"}
+    return {
+        "changed": result.any_changed,
+        "changed_paths": result.changed,
+        "unchanged_paths": result.unchanged,
+    }

@@ -42,26 +42,15 @@ key_created: {description: The key file was written by this run., returned: alwa
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.cleanmatex.infra.plugins.module_utils.config_digest import (
-    KeyFileError,
-    digests,
-    ensure_key,
-)
+from ansible_collections.cleanmatex.infra.plugins.module_utils.config_digest import ARGUMENT_SPEC, task_result
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "key_file": {"type": "path", "required": True},
-            "inputs": {"type": "dict", "required": True, "no_log": True},
-        },
-        supports_check_mode=True,
-    )
-    try:
-        key, created = ensure_key(module.params["key_file"], module.check_mode)
-    except KeyFileError as error:
-        module.fail_json(msg=str(error))
-    module.exit_json(changed=created, key_created=created, digests=digests(key, module.params["inputs"]))
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    result = task_result(module.params, module.check_mode)
+    if result.get("failed"):
+        module.fail_json(msg=result["msg"])
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -98,59 +98,15 @@ unchanged_paths:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.cleanmatex.infra.plugins.module_utils.files import ValidationError, sync
-
-FILE_OPTIONS = {
-    "path": {"type": "path", "required": True},
-    "content": {"type": "str", "required": True},
-    "mode": {"type": "str", "required": True},
-    "only_if_missing": {"type": "bool", "default": False},
-    "owner": {"type": "str"},
-    "group": {"type": "str"},
-}
+from ansible_collections.cleanmatex.infra.plugins.module_utils.files import ARGUMENT_SPEC, task_result
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "directories": {
-                "type": "list",
-                "elements": "dict",
-                "default": [],
-                "options": {
-                    "path": {"type": "path", "required": True},
-                    "mode": {"type": "str", "required": True},
-                    "owner": {"type": "str"},
-                    "group": {"type": "str"},
-                },
-            },
-            "files": {
-                "type": "list",
-                "elements": "dict",
-                "default": [],
-                "options": {**FILE_OPTIONS, "validate": {"type": "str"}},
-            },
-            "secret_files": {
-                "type": "list",
-                "elements": "dict",
-                "default": [],
-                "options": {**FILE_OPTIONS, "content": {"type": "str", "required": True, "no_log": True}},
-            },
-        },
-        supports_check_mode=True,
-    )
-    try:
-        files = module.params["secret_files"] + module.params["files"]
-        result = sync(module.params["directories"], files, check_mode=module.check_mode)
-    except ValidationError as error:
-        module.fail_json(msg=str(error))
-    except KeyError as error:
-        module.fail_json(msg=f"unknown owner or group: {error}")
-    except OSError as error:
-        module.fail_json(msg=f"could not write {error.filename}: {error.strerror}")
-    module.exit_json(
-        changed=result.any_changed, changed_paths=result.changed, unchanged_paths=result.unchanged
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    result = task_result(module.params, module.check_mode)
+    if result.get("failed"):
+        module.fail_json(msg=result["msg"])
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,11 @@ options:
   containers:
     {description: Containers that must be running and healthy., type: list, elements: str, default: []}
   record: {description: Write the fingerprint (after a successful full converge)., type: bool, default: false}
+  summary:
+    description: With O(record=true), the summary the converge printed (an up-to-date check returns it).
+    type: list
+    elements: str
+    default: []
 notes:
   - Supports check mode.
   - When the host is the controller itself (connection C(local), no become), the action plugin runs the same
@@ -37,6 +42,15 @@ EXAMPLES = r"""
 RETURN = r"""
 up_to_date: {description: Same fingerprint and every container healthy., returned: always, type: bool}
 reasons: {description: Why a full converge is needed., returned: always, type: list, elements: str}
+fingerprint:
+  description: O(fingerprint) as given (a later O(record=true) task of the same converge writes this value).
+  returned: always
+  type: str
+summary:
+  description: The summary the last converge recorded; empty unless RV(up_to_date).
+  returned: always
+  type: list
+  elements: str
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -9,6 +9,7 @@ the docker_host role publishes the result and the images role reuses it.
 from __future__ import annotations
 
 import http.client
+import importlib.util
 import json
 import os
 import platform
@@ -17,8 +18,12 @@ import socket
 import subprocess
 
 from ansible_collections.cleanmatex.infra.plugins.module_utils.apt_sources import find_mirror, read_sources
+from ansible_collections.cleanmatex.infra.plugins.module_utils.ports import check_ports
 
 BUILD_TOOLS = ("mmdebstrap",)
+# Python libraries the collection's modules import on the host (PostgreSQL clients).
+PYTHON_MODULES = ("psycopg2",)
+DAEMON_JSON = "/etc/docker/daemon.json"
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
 
@@ -221,4 +226,82 @@ def probe(
         "mirror_file": mirror_file,
         "images": images,
         "images_error": images_error,
+        "python_modules": {name: importlib.util.find_spec(name) is not None for name in PYTHON_MODULES},
+        "daemon_settings": read_daemon_settings(),
+    }
+
+
+def read_daemon_settings(path: str = DAEMON_JSON) -> dict | None:
+    """dockerd's configuration file as a dict: {} when there is none, None when it is not a JSON object."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            settings = json.load(handle)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError):
+        return None
+    return settings if isinstance(settings, dict) else None
+
+
+# Shared by the cmx_docker_host module and its action plugin.
+ARGUMENT_SPEC = {
+    "timeout": {"type": "float", "default": 15},
+    "apt_dir": {"type": "path", "default": "/etc/apt"},
+    "docker_host": {"type": "str"},
+    "warnings": {"type": "list", "elements": "str", "default": []},
+    "ports": {
+        "type": "list",
+        "elements": "dict",
+        "default": [],
+        "options": {
+            "service": {"type": "str", "required": True},
+            "port": {"type": "int", "required": True},
+            "bind_address": {"type": "str"},
+            "variable": {"type": "str"},
+        },
+    },
+    "project": {"type": "str"},
+    "bind_address": {"type": "str", "default": "127.0.0.1"},
+    "address_variable": {"type": "str", "default": "cmx_bind_address"},
+    "environment": {"type": "str", "default": ""},
+    "inventory_host": {"type": "str", "default": "this host"},
+    "dockerd_log": {"type": "path"},
+    "dockerd_log_max_bytes": {"type": "int", "default": 52428800},
+    "dockerd_log_keep": {"type": "int", "default": 3},
+}
+
+
+def task_result(params: dict, check_mode: bool) -> dict:
+    """The module's result: the probe, the rotated dockerd log, the host ports' status and the warnings."""
+    warnings = list(params["warnings"])
+    host = probe(
+        params["timeout"],
+        params["apt_dir"],
+        params["docker_host"],
+        params["environment"],
+        params["inventory_host"],
+    )
+    rotated = False
+    if params["dockerd_log"] and not host["systemd"] and not check_mode:
+        rotated = rotate_log(
+            params["dockerd_log"], params["dockerd_log_max_bytes"], params["dockerd_log_keep"]
+        )
+    statuses = []
+    if params["ports"] and host["engine_ok"]:  # without an engine the role installs one and asks again
+        env = {**os.environ, "DOCKER_HOST": params["docker_host"]} if params["docker_host"] else None
+        statuses, port_warnings = check_ports(
+            params["ports"],
+            project=params["project"],
+            default_bind=params["bind_address"],
+            run=lambda argv: _run(argv, params["timeout"], env),
+            address_variable=params["address_variable"],
+        )
+        warnings += port_warnings
+    return {
+        "changed": rotated,
+        "dockerd_log_rotated": rotated,
+        "ports": [status.as_dict() for status in statuses],
+        "port_problems": [s.message for s in statuses if s.status in ("conflict", "error")],
+        "warnings": warnings,
+        **host,
     }

@@ -157,76 +157,26 @@ docker_service_enabled:
   returned: always
   type: bool
 dockerd_log_rotated: {description: O(dockerd_log) was rotated by this call., returned: always, type: bool}
+python_modules:
+  description: Python library name to whether the host's interpreter (the module's) can import it (psycopg2).
+  returned: always
+  type: dict
+daemon_settings:
+  description: The content of C(/etc/docker/daemon.json); empty when there is none, null when it is not a JSON object.
+  returned: always
+  type: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.cleanmatex.infra.plugins.module_utils.docker_host import probe, rotate_log
-from ansible_collections.cleanmatex.infra.plugins.module_utils.ports import check_ports
+from ansible_collections.cleanmatex.infra.plugins.module_utils.docker_host import ARGUMENT_SPEC, task_result
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={
-            "timeout": {"type": "float", "default": 15},
-            "apt_dir": {"type": "path", "default": "/etc/apt"},
-            "docker_host": {"type": "str"},
-            "warnings": {"type": "list", "elements": "str", "default": []},
-            "ports": {
-                "type": "list",
-                "elements": "dict",
-                "default": [],
-                "options": {
-                    "service": {"type": "str", "required": True},
-                    "port": {"type": "int", "required": True},
-                    "bind_address": {"type": "str"},
-                    "variable": {"type": "str"},
-                },
-            },
-            "project": {"type": "str"},
-            "bind_address": {"type": "str", "default": "127.0.0.1"},
-            "address_variable": {"type": "str", "default": "cmx_bind_address"},
-            "environment": {"type": "str", "default": ""},
-            "inventory_host": {"type": "str", "default": "this host"},
-            "dockerd_log": {"type": "path"},
-            "dockerd_log_max_bytes": {"type": "int", "default": 52428800},
-            "dockerd_log_keep": {"type": "int", "default": 3},
-        },
-        supports_check_mode=True,
-    )
-    params = module.params
-    warnings = list(params["warnings"])
-    host = probe(
-        params["timeout"],
-        params["apt_dir"],
-        params["docker_host"],
-        params["environment"],
-        params["inventory_host"],
-    )
-    rotated = False
-    if params["dockerd_log"] and not host["systemd"] and not module.check_mode:
-        rotated = rotate_log(
-            params["dockerd_log"], params["dockerd_log_max_bytes"], params["dockerd_log_keep"]
-        )
-    statuses = []
-    if params["ports"] and host["engine_ok"]:  # without an engine the role installs one and asks again
-        daemon = {"DOCKER_HOST": params["docker_host"]} if params["docker_host"] else {}
-        statuses, port_warnings = check_ports(
-            params["ports"],
-            project=params["project"],
-            default_bind=params["bind_address"],
-            run=lambda argv: module.run_command(argv, environ_update=daemon),
-            address_variable=params["address_variable"],
-        )
-        warnings += port_warnings
-    for message in warnings:
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    result = task_result(module.params, module.check_mode)
+    for message in result.pop("warnings"):
         module.warn(message)
-    module.exit_json(
-        changed=rotated,
-        dockerd_log_rotated=rotated,
-        ports=[status.as_dict() for status in statuses],
-        port_problems=[s.message for s in statuses if s.status in ("conflict", "error")],
-        **host,
-    )
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

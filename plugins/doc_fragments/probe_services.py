@@ -51,6 +51,9 @@ options:
         description: PostgreSQL sslmode (applied only when the DSN sets none).
         type: str
         default: disable
+      sslrootcert:
+        description: CA file for O(services[].sslmode=verify-full) (the stack's CA when cmx_tls_enabled).
+        type: path
       endpoint:
         description: S3 endpoint, C(http://host:port).
         type: str

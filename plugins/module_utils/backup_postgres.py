@@ -82,6 +82,8 @@ CONNECTION_OPTIONS = {
         "default": "disable",
         "choices": ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"],
     },
+    # The stack's CA file when it serves TLS (cmx_tls_enabled, with sslmode verify-full).
+    "sslrootcert": {"type": "path"},
 }
 
 
@@ -90,7 +92,7 @@ class PostgresBackupError(backup.BackupError):
 
 
 def connect(params: dict, dbname: str | None = None, application_name: str = "cmx_backup"):
-    """psycopg2 connection from ``host/port/user/password/dbname/sslmode`` (None values dropped)."""
+    """psycopg2 connection from ``host/port/user/password/dbname/sslmode/sslrootcert`` (None dropped)."""
     kwargs = {key: value for key, value in params.items() if value not in (None, "")}
     if dbname:
         kwargs["dbname"] = dbname

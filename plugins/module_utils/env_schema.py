@@ -121,7 +121,9 @@ PLACEHOLDER_PATTERNS = (
 )
 
 # Inventory variables a default may use that not every inventory defines, with the value used then.
-CONTEXT_FALLBACKS = {"cmx_s3_region": "us-east-1"}
+# env_database_tls_query: the env role's "?sslmode=verify-full&sslrootcert=<CA file>" when the stack serves
+# TLS (cmx_tls_enabled), empty otherwise.
+CONTEXT_FALLBACKS = {"cmx_s3_region": "us-east-1", "env_database_tls_query": ""}
 
 # Keys of the validator's `stack` settings (the PostgreSQL, PgBouncer, Redis and S3 settings the stack is
 # built from) and which of them are secret.
@@ -149,6 +151,8 @@ STACK_KEYS = (
     "s3_secret_key",
     "s3_bucket",
     "s3_region",
+    # "true" when PostgreSQL and PgBouncer serve TLS (cmx_tls_enabled): the URLs must verify them.
+    "postgres_tls",
 )
 STACK_SECRET_KEYS = (
     "postgres_password",
@@ -268,7 +272,10 @@ def _var(name, group, type, description, required=ALL, default=None, **rules):
 
 
 _DB_HINT = "postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
-_DB_URL = "postgresql://{cmx_postgres_app_user}:{cmx_postgres_app_password:url}@{env_service_host}:%s/{cmx_postgres_db}"
+_DB_URL = (
+    "postgresql://{cmx_postgres_app_user}:{cmx_postgres_app_password:url}@{env_service_host}:%s/{cmx_postgres_db}"
+    "{env_database_tls_query}"
+)
 _SECRET_HINT = "a random secret of at least %d characters (e.g. `openssl rand -hex 32`) kept in the vault"
 
 VARIABLES = (

@@ -375,10 +375,15 @@ def env_from_stack(project_dir: str) -> dict | None:
     user = urllib.parse.quote(stack.get("POSTGRES_USER", ""), safe="")
     dbname = urllib.parse.quote(stack.get("POSTGRES_DB", ""), safe="")
     engine_paths = {"minio": "/minio/health/live"}
+    # TLS mode (cmx_tls_enabled, CMX_POSTGRES_TLS in the compose .env): verify-full against the stack's CA.
+    tls = "?sslmode=disable"
+    if stack.get("CMX_POSTGRES_TLS") == "1":
+        ca_file = urllib.parse.quote(os.path.join(secrets, "tls", "ca.crt"), safe="/")
+        tls = f"?sslmode=verify-full&sslrootcert={ca_file}"
     env = {
-        "HEALTH_DATABASE_URL": f"postgresql://{user}@{host}:{stack.get('POSTGRES_PORT')}/{dbname}?sslmode=disable",
+        "HEALTH_DATABASE_URL": f"postgresql://{user}@{host}:{stack.get('POSTGRES_PORT')}/{dbname}{tls}",
         "HEALTH_DATABASE_PASSWORD_FILE": os.path.join(secrets, "postgres_password"),
-        "HEALTH_PGBOUNCER_URL": f"postgresql://{user}@{host}:{stack.get('PGBOUNCER_PORT')}/{dbname}?sslmode=disable",
+        "HEALTH_PGBOUNCER_URL": f"postgresql://{user}@{host}:{stack.get('PGBOUNCER_PORT')}/{dbname}{tls}",
         "HEALTH_REDIS_URL": f"redis://{host}:{stack.get('REDIS_PORT')}/0",
         "HEALTH_REDIS_PASSWORD_FILE": os.path.join(secrets, "redis_password"),
         "HEALTH_S3_ENDPOINT": f"http://{host}:{stack.get('S3_PORT')}",

@@ -23,6 +23,11 @@ import stringprep
 import struct
 import unicodedata
 
+try:
+    from ansible_collections.cleanmatex.infra.plugins.module_utils import pg_tls
+except ImportError:  # flat copy beside the other module_utils files
+    import pg_tls  # type: ignore[no-redef]
+
 DEFAULT_ITERATIONS = 4096  # PostgreSQL's scram_iterations default
 SALT_LENGTH = 16  # PostgreSQL's SCRAM_DEFAULT_SALT_LEN
 PROTOCOL_3_0 = 196608
@@ -167,16 +172,26 @@ class _ScramClient:
 
 
 def login_sqlstate(
-    host: str, port: int, user: str, password: str, dbname: str, timeout: float = 10.0
+    host: str,
+    port: int,
+    user: str,
+    password: str,
+    dbname: str,
+    timeout: float = 10.0,
+    ca_file: str | None = None,
 ) -> str | None:
-    """Log in (no TLS, like sslmode=disable) and return the SQLSTATE of the server's refusal, or None
-    when the server lets `user` in. Raises OSError when the server cannot be reached and ProtocolError
-    for an authentication method other than SCRAM-SHA-256, MD5 or cleartext."""
+    """Log in and return the SQLSTATE of the server's refusal, or None when the server lets `user` in.
+
+    No TLS (like sslmode=disable) unless `ca_file` is given: then TLS verified against it with the host
+    name (like sslmode=verify-full, pg_tls.wrap_socket). Raises OSError (ssl.SSLError included) when the
+    server cannot be reached or fails the verification, ValueError when it serves no TLS, and
+    ProtocolError for an authentication method other than SCRAM-SHA-256, MD5 or cleartext."""
     startup = struct.pack("!I", PROTOCOL_3_0) + b"".join(
         key + b"\0" + value.encode() + b"\0" for key, value in ((b"user", user), (b"database", dbname))
     )
     scram = None
-    with socket.create_connection((host, port), timeout=timeout) as sock:
+    with socket.create_connection((host, port), timeout=timeout) as raw:
+        sock = pg_tls.wrap_socket(raw, host, ca_file) if ca_file else raw
         sock.sendall(struct.pack("!I", len(startup) + 5) + startup + b"\0")
         while True:
             kind, body = _read_message(sock)

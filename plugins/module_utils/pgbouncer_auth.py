@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ansible_collections.cleanmatex.infra.plugins.module_utils import pg_tls
 from ansible_collections.cleanmatex.infra.plugins.module_utils.pg_scram import (
     ProtocolError,
     login_sqlstate,
@@ -39,6 +40,8 @@ class Login:
     password: str
     dbname: str
     connect_timeout: int = 10
+    # The stack's CA file when it serves TLS (cmx_tls_enabled): verify-full against it; None: no TLS.
+    ca_file: str | None = None
 
 
 class PasswordMismatch(RuntimeError):
@@ -50,7 +53,13 @@ def refusal(login: Login) -> str | None:
     unreachable, or wants an authentication method the probe does not speak)."""
     try:
         code = login_sqlstate(
-            login.host, login.port, login.user, login.password, login.dbname, login.connect_timeout
+            login.host,
+            login.port,
+            login.user,
+            login.password,
+            login.dbname,
+            login.connect_timeout,
+            ca_file=login.ca_file,
         )
     except (OSError, ProtocolError, ValueError):
         return None
@@ -67,7 +76,7 @@ def connect(login: Login):
         password=login.password,
         dbname=login.dbname,
         connect_timeout=login.connect_timeout,
-        sslmode="disable",
+        **pg_tls.client_params(login.ca_file),
     )
 
 

@@ -281,6 +281,7 @@ def probe_postgres(
     password: str | None = None,
     dbname: str | None = None,
     sslmode: str | None = "disable",
+    sslrootcert: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     name: str = "database",
     query: str = "SELECT 1",
@@ -300,6 +301,8 @@ def probe_postgres(
     }
     if sslmode and "sslmode" not in (dsn or ""):
         kwargs["sslmode"] = sslmode
+    if sslrootcert and "sslrootcert" not in (dsn or ""):
+        kwargs["sslrootcert"] = sslrootcert
     try:
         import psycopg2
         import psycopg2.extensions as pg_ext
@@ -784,6 +787,7 @@ MODULE_SERVICE_OPTIONS = dict(
     password=dict(type="str", no_log=True),
     dbname=dict(type="str"),
     sslmode=dict(type="str", default="disable"),
+    sslrootcert=dict(type="path"),
     endpoint=dict(type="str"),
     health_path=dict(type="str", default="/healthz"),
     bucket=dict(type="str"),

@@ -69,6 +69,9 @@ options:
             type: str
             default: disable
             choices: [disable, allow, prefer, require, verify-ca, verify-full]
+          sslrootcert:
+            description: CA file that verifies the server (the stack's CA when cmx_tls_enabled).
+            type: path
   redis:
     description: The Redis part.
     type: dict

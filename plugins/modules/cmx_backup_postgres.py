@@ -47,6 +47,9 @@ options:
         type: str
         default: disable
         choices: [disable, allow, prefer, require, verify-ca, verify-full]
+      sslrootcert:
+        description: CA file that verifies the server (the stack's CA when cmx_tls_enabled).
+        type: path
   folder:
     description: The backup folder (written by a dump, read by a restore).
     type: path

@@ -133,6 +133,12 @@ options:
       s3_region:
         description: Region (cmx_s3_region).
         type: str
+      postgres_tls:
+        description:
+          - V(true) when PostgreSQL and PgBouncer serve TLS (cmx_tls_enabled) - the URLs must then use
+            C(sslmode=verify-full) with an C(sslrootcert); V(false) - they must not ask for TLS.
+          - Unset, not checked.
+        type: str
   fail_on_error:
     description: Fail the task when there are errors. With V(false) the task succeeds and RV(valid) tells.
     type: bool

@@ -59,6 +59,9 @@ options:
         description: libpq C(sslmode).
         type: str
         choices: [disable, allow, prefer, require, verify-ca, verify-full]
+      sslrootcert:
+        description: CA file that verifies the server (the stack's CA when cmx_tls_enabled, with verify-full).
+        type: path
       connect_timeout:
         description: Seconds to wait for the connection.
         type: int
@@ -180,6 +183,7 @@ ARGUMENT_SPEC = {
                 "type": "str",
                 "choices": ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"],
             },
+            "sslrootcert": {"type": "path"},
             "connect_timeout": {"type": "int", "default": 10},
         },
     },

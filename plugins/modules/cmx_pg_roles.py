@@ -54,6 +54,11 @@ options:
     description: Set an existing role's password to the inventory's when they differ (else fail).
     type: bool
     default: false
+  ca_file:
+    description:
+      - The stack's CA certificate on the target when PostgreSQL serves TLS (cmx_tls_enabled).
+      - Given, the connection uses sslmode=verify-full with it; left out, no TLS (sslmode=disable).
+    type: path
 notes:
   - Supports check mode (everything is rolled back; C(changed) says what a real run would do).
 requirements: [psycopg2]
@@ -83,6 +88,7 @@ owners_moved:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.cleanmatex.infra.plugins.module_utils import pg_tls
 from ansible_collections.cleanmatex.infra.plugins.module_utils.pg_roles import (
     KINDS,
     PasswordMismatch,
@@ -113,6 +119,7 @@ def main() -> None:
             "app_schemas": {"type": "list", "elements": "str", "default": ["public"]},
             "read_roles": {"type": "list", "elements": "str", "default": []},
             "rotate": {"type": "bool", "default": False},
+            "ca_file": {"type": "path"},
         },
         supports_check_mode=True,
     )
@@ -133,7 +140,7 @@ def main() -> None:
             password=p["password"],
             dbname=p["dbname"],
             connect_timeout=10,
-            sslmode="disable",
+            **pg_tls.client_params(p["ca_file"]),
         )
     except psycopg2.Error as error:
         module.fail_json(msg=f"{where}: {str(error).strip()}")

@@ -41,6 +41,11 @@ options:
     type: str
   pgbouncer_port: {description: PgBouncer's port on O(host) for that login., type: int, default: 6432}
   reload_timeout: {description: Seconds to wait for that login., type: int, default: 30}
+  ca_file:
+    description:
+      - The stack's CA certificate on the target when PostgreSQL and PgBouncer serve TLS (cmx_tls_enabled).
+      - Given, every connection uses sslmode=verify-full with it; left out, no TLS (sslmode=disable).
+    type: path
 notes:
   - Supports check mode (reads, reports what would change, never alters or writes).
 requirements: [psycopg2]
@@ -95,11 +100,12 @@ def main() -> None:
             "reload_container": {"type": "str"},
             "pgbouncer_port": {"type": "int", "default": 6432},
             "reload_timeout": {"type": "int", "default": 30},
+            "ca_file": {"type": "path"},
         },
         supports_check_mode=True,
     )
     p = module.params
-    login = Login(p["host"], p["port"], p["user"], p["password"], p["dbname"])
+    login = Login(p["host"], p["port"], p["user"], p["password"], p["dbname"], ca_file=p["ca_file"])
     roles = p["roles"] or [p["user"]]
 
     def run(argv: list[str], stdin: str) -> tuple[int, str, str]:
@@ -127,7 +133,9 @@ def main() -> None:
     write_file(p["path"], userlist_text(secrets), p["mode"], module.check_mode, result)
     reload = bool(p["reload_container"]) and result.any_changed and not module.check_mode
     if reload:
-        through_pgbouncer = Login(p["host"], p["pgbouncer_port"], p["user"], p["password"], p["dbname"])
+        through_pgbouncer = Login(
+            p["host"], p["pgbouncer_port"], p["user"], p["password"], p["dbname"], ca_file=p["ca_file"]
+        )
         try:
             reload_and_wait(through_pgbouncer, p["reload_container"], run, timeout=p["reload_timeout"])
         except RuntimeError as error:

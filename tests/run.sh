@@ -33,10 +33,10 @@ else
 fi
 
 step "Test dependencies: real servers the unit tests start on 127.0.0.1, the pinned Supabase CLI"
-test_packages=(postgresql-15 redis-server pgbouncer python3-psycopg2 busybox-static)
+test_packages=(postgresql-15 redis-server pgbouncer python3-psycopg2 busybox-static openssh-client)
 if $ci && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   # PostgreSQL 15, Redis, PgBouncer and busybox binaries for throwaway servers; Debian's python3-psycopg2
-  # proves the /health code runs on the interpreter its image uses.
+  # proves the /health code runs on the interpreter its image uses; ssh reaches the staging test host.
   ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1 || apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${test_packages[@]}" >/dev/null
 else
@@ -73,6 +73,13 @@ python tests/dev_stack_guard.py snapshot "$guard_file"
 
 step "Molecule: converge, idempotence, verify, destroy (real stack, project cmx-ci)"
 molecule test
+
+step "Molecule staging: a separate host over SSH, no registry (converge, idempotence, verify, destroy)"
+if command -v ssh >/dev/null; then
+  molecule test -s staging
+else
+  skipped+=("the staging scenario (no ssh client: apt-get install openssh-client)")
+fi
 
 step "The dev stack is exactly as it was"
 python tests/dev_stack_guard.py compare "$guard_file"

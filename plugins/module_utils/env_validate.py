@@ -17,8 +17,9 @@ import binascii
 import difflib
 import json
 import re
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from ansible_collections.cleanmatex.infra.plugins.module_utils import pg_tls
 from ansible_collections.cleanmatex.infra.plugins.module_utils.env_schema import (
     BY_NAME,
     ENVIRONMENTS,
@@ -634,6 +635,35 @@ def _check_postgres_url(report, values, stack, name, port_key):
             name,
             f"database {database!r} differs from the PostgreSQL database (stack postgres_db)",
             "database {!r}".format(stack["postgres_db"]),
+        )
+    _check_postgres_tls(report, stack, name, label, parts.query)
+
+
+def _check_postgres_tls(report, stack, name, label, query):
+    """The URL's sslmode against the stack's TLS mode (stack postgres_tls; absent: not checked)."""
+    if "postgres_tls" not in stack:
+        return
+    found = parse_qs(query)
+    sslmode = (found.get("sslmode") or [None])[-1]
+    if stack["postgres_tls"].lower() == "true":
+        if sslmode != pg_tls.VERIFY_FULL:
+            report.error(
+                name,
+                f"does not verify {label}'s certificate (sslmode={sslmode or 'unset'}) but the stack "
+                "serves TLS (cmx_tls_enabled)",
+                "?sslmode=verify-full&sslrootcert=<the stack's CA file> at the end",
+            )
+        elif not (found.get("sslrootcert") or [""])[-1]:
+            report.error(
+                name,
+                "has sslmode=verify-full but no sslrootcert: libpq would look for ~/.postgresql/root.crt",
+                "&sslrootcert=<the stack's CA file, rendered next to the .env>",
+            )
+    elif sslmode in pg_tls.TLS_MODES:
+        report.error(
+            name,
+            f"asks for TLS (sslmode={sslmode}) but the stack serves none (cmx_tls_enabled is false)",
+            "no sslmode, or sslmode=disable",
         )
 
 

@@ -437,7 +437,9 @@ def expected_form(entry, environment):
 # --- checks of one variable ---------------------------------------------------------------------------------
 
 
-def _check_url(report, entry, value, environment):
+def _check_url(report, entry, value, environment, own_hosts=()):
+    """own_hosts: the address the stack publishes its ports on (a private address in staging): traffic
+    to it stays on the host, like loopback traffic."""
     name = entry["name"]
     strict = environment in STRICT_ENVIRONMENTS
     expected = expected_form(entry, environment)
@@ -452,7 +454,7 @@ def _check_url(report, entry, value, environment):
     if not parts.hostname:
         report.error(name, "has no host name", expected)
     policy = entry.get("https")
-    remote = not _is_loopback(parts.hostname)
+    remote = not _is_loopback(parts.hostname) and (parts.hostname or "").lower() not in own_hosts
     if strict and parts.scheme.lower() == "http" and (policy == "always" or (policy == "remote" and remote)):
         report.error(name, f"uses plain http:// in {environment}", expected)
     if entry.get("url_user") and not parts.username:
@@ -506,7 +508,7 @@ def _check_secret(report, entry, value, environment):
                 return
 
 
-def _check_value(report, entry, value, environment):
+def _check_value(report, entry, value, environment, own_hosts=()):
     """Type, pattern, per-environment and strength checks of one non-empty value."""
     name = entry["name"]
     kind = entry["type"]
@@ -546,7 +548,7 @@ def _check_value(report, entry, value, environment):
             hint = " (a bare number means milliseconds to jsonwebtoken)" if _INT_RE.match(value) else ""
             report.error(name, f"is not a duration{hint}", expected)
     elif kind == "url":
-        _check_url(report, entry, value, environment)
+        _check_url(report, entry, value, environment, own_hosts)
     pattern = entry.get("pattern")
     if pattern and not re.fullmatch(pattern, value):
         report.error(name, "does not have the expected format", entry.get("pattern_hint"))
@@ -940,6 +942,7 @@ def _validate(report, stack):
             f"could not be templated: {what} is undefined",
             "every variable it uses defined (is a vault_* entry missing from vault.yml?)",
         )
+    own_hosts = {str(host).lower() for host in map((stack or {}).get, ("postgres_host", "redis_host", "s3_host")) if host}
     for entry in VARIABLES:
         name = entry["name"]
         value = values.get(name)
@@ -953,7 +956,7 @@ def _validate(report, stack):
                     expected_form(entry, environment),
                 )
             continue
-        _check_value(report, entry, value, environment)
+        _check_value(report, entry, value, environment, own_hosts)
     _check_cross(report, values, environment, stack)
     for name in values:
         if name in BY_NAME:

@@ -91,6 +91,18 @@ def _validate(command: str, candidate: str, path: str) -> None:
         raise ValidationError(f"{path}: `{command}` refused the new content (rc={done.returncode}): {detail}")
 
 
+def _kept_ids(path: str, uid: int, gid: int) -> tuple[int, int]:
+    """A rewrite keeps the replaced file's owner and group unless new ones are asked for (as root; anyone
+    else can only keep their own)."""
+    try:
+        existing = os.stat(path)
+    except FileNotFoundError:
+        return uid, gid
+    if os.geteuid() != 0:
+        return uid, gid
+    return (existing.st_uid if uid == -1 else uid), (existing.st_gid if gid == -1 else gid)
+
+
 def write_file(
     path: str,
     content: str,
@@ -128,7 +140,7 @@ def write_file(
             out.flush()
             os.fsync(out.fileno())
         os.chmod(temp, wanted_mode)
-        os.chown(temp, uid, gid)
+        os.chown(temp, *_kept_ids(path, uid, gid))
         if validate:
             _validate(validate, temp, path)
         os.replace(temp, path)
@@ -199,13 +211,28 @@ ARGUMENT_SPEC = {
         "default": [],
         "options": {**_FILE_OPTIONS, "content": {"type": "str", "required": True, "no_log": True}},
     },
+    "owner": {"type": "str"},
+    "group": {"type": "str"},
 }
+
+
+def _with_default_owner(entries: list[dict], owner: str | None, group: str | None) -> list[dict]:
+    """Entries without an owner (group) of their own get the call's."""
+    return [
+        {**entry, "owner": entry.get("owner") or owner, "group": entry.get("group") or group}
+        for entry in entries
+    ]
 
 
 def task_result(params: dict, check_mode: bool) -> dict:
     """The module's result; {"failed": True, "msg": ...} on a refused validation or a failed write."""
     try:
-        result = sync(params["directories"], params["secret_files"] + params["files"], check_mode=check_mode)
+        owner, group = params.get("owner"), params.get("group")
+        result = sync(
+            _with_default_owner(params["directories"], owner, group),
+            _with_default_owner(params["secret_files"] + params["files"], owner, group),
+            check_mode=check_mode,
+        )
     except ValidationError as error:
         return {"failed": True, "msg": str(error)}
     except KeyError as error:

@@ -15,6 +15,8 @@ description:
 version_added: 0.1.0
 author: CleanMateX DevOps
 options:
+  owner: {description: Owner of every folder and file that names none of its own., type: str}
+  group: {description: Group of every folder and file that names none of its own., type: str}
   directories:
     description: Folders to create (parents included), each with its mode.
     type: list

@@ -525,6 +525,17 @@ CASES = [
         ("NEXT_PUBLIC_SUPABASE_URL", "uses plain http:// in production"),
     ),
     case(
+        "http-s3-own-private-address",
+        "staging",
+        {"S3_ENDPOINT": "http://10.0.0.6:9000"},
+        ("S3_ENDPOINT", "uses plain http:// in staging"),
+        {"S3_ENDPOINT": "http://10.0.0.5:9000"},
+        stack=dict(
+            dict.fromkeys(("s3_port", "s3_access_key", "s3_secret_key", "s3_bucket", "s3_region")),
+            s3_host="10.0.0.5",
+        ),
+    ),
+    case(
         "http-s3-remote",
         "staging",
         {"S3_ENDPOINT": "http://s3.example.com"},
@@ -780,3 +791,4 @@ def test_unknown_environment_and_stack_keys_are_usage_errors():
         validate_mapping({}, "dev", {"pg_port": 1})
     with pytest.raises(ValueError, match="must be a port number"):
         validate_mapping({}, "dev", {"postgres_port": "abc"})
+

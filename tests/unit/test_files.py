@@ -111,3 +111,41 @@ def test_secret_files_are_written_first_and_their_content_is_never_returned(tmp_
     assert result["invocation"]["module_args"]["files"][0]["content"] == "x\n"
     again = _run_cmx_files(params)
     assert again["changed"] is False and again["unchanged_paths"] == [str(secret), str(plain)]
+
+
+def test_the_calls_owner_applies_to_entries_without_their_own(tmp_path):
+    import grp
+    import pwd
+
+    from ansible_collections.cleanmatex.infra.plugins.module_utils.files import task_result
+
+    me = pwd.getpwuid(os.getuid()).pw_name
+    my_group = grp.getgrgid(os.getgid()).gr_name
+    params = {
+        "directories": [{"path": str(tmp_path / "d"), "mode": "0750"}],
+        "files": [{"path": str(tmp_path / "d" / "f"), "content": "x", "mode": "0644"}],
+        "secret_files": [],
+        "owner": me,
+        "group": my_group,
+    }
+    assert task_result(params, check_mode=False)["changed"] is True
+    assert task_result(params, check_mode=False)["changed"] is False  # same owner: nothing to change
+    unknown = dict(params, owner="cmx-no-such-user-anywhere")
+    assert task_result(unknown, check_mode=False) == {
+        "failed": True,
+        "msg": "unknown owner or group: \"getpwnam(): name not found: 'cmx-no-such-user-anywhere'\"",
+    }
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_a_rewrite_keeps_the_replaced_files_owner(tmp_path):
+    from ansible_collections.cleanmatex.infra.plugins.module_utils.files import SyncResult, write_file
+
+    path = tmp_path / "userlist.txt"
+    path.write_text("old\n")
+    os.chown(path, 65534, 65534)  # e.g. the deploy account, given it by an earlier call
+    write_file(str(path), "new\n", "0600", False, SyncResult())
+    assert path.read_text() == "new\n"
+    assert (path.stat().st_uid, path.stat().st_gid) == (65534, 65534)
+    write_file(str(path), "newer\n", "0600", False, SyncResult(), owner="0", group="0")
+    assert (path.stat().st_uid, path.stat().st_gid) == (0, 0)

@@ -157,3 +157,20 @@ def test_secrets_are_private_on_the_host():
     assert modes[f"{PROJECT_DIR}/app"] == "700"
     for name in ("app/.env", ".env", "secrets/tls/ca.key", "secrets/tls/server.key"):
         assert modes[f"{PROJECT_DIR}/{name}"] == "600", name
+
+
+def test_the_deploy_account_owns_the_stack_and_may_operate_it():
+    user = STAGING["cmx_deploy_user"]
+    owners = dict(
+        line.split(" ", 1)[::-1]
+        for line in on_host(
+            "stat", "-c", "%U:%G %n", PROJECT_DIR, f"{PROJECT_DIR}/docker-compose.yml",
+            f"{PROJECT_DIR}/secrets", f"{PROJECT_DIR}/app", f"{PROJECT_DIR}/app/.env",
+        ).stdout.splitlines()
+    )  # fmt: skip
+    assert set(owners.values()) == {f"{user}:{user}"}, owners
+    home = on_host("getent", "passwd", user).stdout.split(":")[5]
+    assert not PROJECT_DIR.startswith(home.rstrip("/") + "/"), "the stack's folder is outside any home"
+    # In the docker group: it can look at its stack without root.
+    names = on_host("su", "-s", "/bin/sh", "-c", "docker ps --format '{{.Names}}'", user).stdout.split()
+    assert "cmx-postgres" in names

@@ -942,7 +942,8 @@ def _validate(report, stack):
             f"could not be templated: {what} is undefined",
             "every variable it uses defined (is a vault_* entry missing from vault.yml?)",
         )
-    own_hosts = {str(host).lower() for host in map((stack or {}).get, ("postgres_host", "redis_host", "s3_host")) if host}
+    hosts = map((stack or {}).get, ("postgres_host", "redis_host", "s3_host"))
+    own_hosts = {str(host).lower() for host in hosts if host}
     for entry in VARIABLES:
         name = entry["name"]
         value = values.get(name)

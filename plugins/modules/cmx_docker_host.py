@@ -162,7 +162,7 @@ python_modules:
   returned: always
   type: dict
 daemon_settings:
-  description: The content of C(/etc/docker/daemon.json); empty when there is none, null when it is not a JSON object.
+  description: C(/etc/docker/daemon.json) as a dict; empty without one, null when it is not a JSON object.
   returned: always
   type: dict
 """

@@ -791,4 +791,3 @@ def test_unknown_environment_and_stack_keys_are_usage_errors():
         validate_mapping({}, "dev", {"pg_port": 1})
     with pytest.raises(ValueError, match="must be a port number"):
         validate_mapping({}, "dev", {"postgres_port": "abc"})
-

@@ -174,3 +174,11 @@ def test_the_deploy_account_owns_the_stack_and_may_operate_it():
     # In the docker group: it can look at its stack without root.
     names = on_host("su", "-s", "/bin/sh", "-c", "docker ps --format '{{.Names}}'", user).stdout.split()
     assert "cmx-postgres" in names
+
+
+def test_every_container_log_is_rotated():
+    names = on_host("docker", "ps", "--format", "{{.Names}}").stdout.split()
+    for name in names:
+        shown = on_host("docker", "inspect", "--format", "{{json .HostConfig.LogConfig}}", name).stdout
+        config = json.loads(shown)
+        assert config["Type"] == "json-file" and config["Config"]["max-size"], (name, config)

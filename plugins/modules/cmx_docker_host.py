@@ -167,16 +167,12 @@ daemon_settings:
   type: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.cleanmatex.infra.plugins.module_utils.docker_host import ARGUMENT_SPEC, task_result
+from ansible_collections.cleanmatex.infra.plugins.module_utils.task_module import run_task_module
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    result = task_result(module.params, module.check_mode)
-    for message in result.pop("warnings"):
-        module.warn(message)
-    module.exit_json(**result)
+    run_task_module(ARGUMENT_SPEC, task_result)
 
 
 if __name__ == "__main__":

@@ -47,19 +47,15 @@ archives:
 written: {description: References whose archive this run wrote., returned: always, type: list, elements: str}
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.cleanmatex.infra.plugins.module_utils.image_transfer import (
     ARCHIVE_ARGUMENT_SPEC,
     archive_result,
 )
+from ansible_collections.cleanmatex.infra.plugins.module_utils.task_module import run_task_module
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=ARCHIVE_ARGUMENT_SPEC, supports_check_mode=True)
-    result = archive_result(module.params, module.check_mode)
-    if result.get("failed"):
-        module.fail_json(msg=result["msg"])
-    module.exit_json(**result)
+    run_task_module(ARCHIVE_ARGUMENT_SPEC, archive_result)
 
 
 if __name__ == "__main__":

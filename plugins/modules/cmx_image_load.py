@@ -44,19 +44,15 @@ RETURN = r"""
 loaded: {description: References loaded by this run., returned: always, type: list, elements: str}
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.cleanmatex.infra.plugins.module_utils.image_transfer import (
     LOAD_ARGUMENT_SPEC,
     load_result,
 )
+from ansible_collections.cleanmatex.infra.plugins.module_utils.task_module import run_task_module
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=LOAD_ARGUMENT_SPEC, supports_check_mode=True)
-    result = load_result(module.params, module.check_mode)
-    if result.get("failed"):
-        module.fail_json(**result)
-    module.exit_json(**result)
+    run_task_module(LOAD_ARGUMENT_SPEC, load_result)
 
 
 if __name__ == "__main__":

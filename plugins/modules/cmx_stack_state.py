@@ -53,13 +53,12 @@ summary:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.cleanmatex.infra.plugins.module_utils.stack_state import ARGUMENT_SPEC, task_result
+from ansible_collections.cleanmatex.infra.plugins.module_utils.task_module import run_task_module
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    module.exit_json(**task_result(module.params, module.check_mode))
+    run_task_module(ARGUMENT_SPEC, task_result)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ansible_collections.cleanmatex.infra.plugins.module_utils import task_module
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = sorted((ROOT / "plugins" / "modules").glob("cmx_*.py"))
@@ -79,7 +80,9 @@ def argument_spec(path: Path) -> dict:
         raise _SpecSeen(argument_spec)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(module, "AnsibleModule", capture)
+        # Modules built on module_utils/task_module.py create their AnsibleModule there.
+        target = module if hasattr(module, "AnsibleModule") else task_module
+        patch.setattr(target, "AnsibleModule", capture)
         with pytest.raises(_SpecSeen) as seen:
             module.main()
     return seen.value.args[0]

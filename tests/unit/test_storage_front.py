@@ -4,8 +4,10 @@ child's exit status passed on, and no child at all when a listener cannot be ope
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import importlib.util
+import os
 import signal
 import socket
 import subprocess
@@ -103,14 +105,17 @@ def running_front(tmp_path):
         "-d",
         str(tmp_path),
     ]
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # A session of its own: the cleanup kills the front and its child together (no orphaned http.server).
+    process = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:
         wait_for(lambda: _answers(checked), what="the front forwarding to its child")
         yield process, checked, open_port, backend
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
 
 
 def test_front_forwards_known_hosts_and_refuses_foreign_ones(running_front):

@@ -12,16 +12,18 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import socket
 import subprocess
 from urllib.parse import quote
 
+from ansible_collections.cleanmatex.infra.plugins.module_utils.docker_host import (
+    DEFAULT_DOCKER_HOST,
+    _UnixHTTPConnection,
+)
 from ansible_collections.cleanmatex.infra.plugins.module_utils.files import SyncResult, write_file
 
 STAMP = ".converged"
 # 0600: the fingerprint hashes the inventory's values, secrets included; only the converging user reads it.
 STAMP_MODE = "0600"
-DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
 # Shared by the cmx_stack_state module and its action plugin (which runs it on the controller when the
 # host is the controller itself).
@@ -68,17 +70,6 @@ def docker_socket_path(environ=None) -> str | None:
         return None
     host = host or DEFAULT_DOCKER_HOST
     return host[len("unix://") :] if host.startswith("unix://") else None
-
-
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float):
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self._path)
 
 
 def _states_from_api(path: str, names: list[str], timeout: float) -> dict[str, tuple[str, str]]:

@@ -29,7 +29,7 @@ options:
         type: str
       url:
         description:
-          - V(redis) C(redis://[:password@]host:port/db); V(http) the URL to GET;
+          - V(redis) C(redis://[:password@]host:port/db) or C(rediss://...) (TLS); V(http) the URL to GET;
             V(s3) alias of O(services[].endpoint).
         type: str
       host:
@@ -54,12 +54,31 @@ options:
       sslrootcert:
         description: CA file for O(services[].sslmode=verify-full) (the stack's CA when cmx_tls_enabled).
         type: path
+      tls:
+        description:
+          - Redis over TLS. Unset follows the URL scheme (C(rediss://) is TLS, C(redis://) is not);
+            V(true)/V(false) overrides it.
+        type: bool
+      ca_file:
+        description:
+          - PEM CA file the server certificate (chain and host name) is verified against, for Redis
+            over TLS, https S3 and https HTTP; unset uses the system's trusted CAs.
+          - For V(postgres) an alias of O(services[].sslrootcert) (used when that is unset).
+        type: path
+      addressing:
+        description:
+          - S3 request addressing. V(path) sends C(<endpoint>/<bucket>); V(virtual) sends
+            C(https://<bucket>.<endpoint host>/) (AWS S3 virtual-hosted style), signed for that host.
+        type: str
+        default: path
+        choices: [path, virtual]
       endpoint:
-        description: S3 endpoint, C(http://host:port).
+        description: S3 endpoint, C(http://host:port) or C(https://s3.<region>.amazonaws.com).
         type: str
       health_path:
         description:
-          - S3 engine health path (SeaweedFS C(/healthz), MinIO C(/minio/health/live)); empty skips it.
+          - S3 engine health path (SeaweedFS C(/healthz), MinIO C(/minio/health/live)); empty skips it
+            and only the signed bucket C(HEAD) is done (managed S3 has no health endpoint).
         type: str
         default: /healthz
       bucket:

@@ -123,7 +123,17 @@ PLACEHOLDER_PATTERNS = (
 # Inventory variables a default may use that not every inventory defines, with the value used then.
 # env_database_tls_query: the env role's "?sslmode=verify-full&sslrootcert=<CA file>" when the stack serves
 # TLS (cmx_tls_enabled), empty otherwise.
-CONTEXT_FALLBACKS = {"cmx_s3_region": "us-east-1", "env_database_tls_query": ""}
+CONTEXT_FALLBACKS = {
+    "cmx_s3_region": "us-east-1",
+    "env_database_tls_query": "",
+    "env_pooled_tls_query": "",
+    # Where the apps reach each service (the env role's defaults: the stack's host, or an external endpoint).
+    "env_postgres_host": "localhost",
+    "env_pgbouncer_host": "localhost",
+    "env_redis_scheme": "redis",
+    "env_redis_host": "localhost",
+    "env_s3_endpoint": "http://localhost:9000",
+}
 
 # Keys of the validator's `stack` settings (the PostgreSQL, PgBouncer, Redis and S3 settings the stack is
 # built from) and which of them are secret.
@@ -140,6 +150,11 @@ STACK_KEYS = (
     "postgres_health_user",
     "postgres_health_password",
     "pgbouncer_port",
+    # Only where PgBouncer is not on postgres_host (an external pooler, or PgBouncer on the app host in
+    # front of an external PostgreSQL); absent: postgres_host.
+    "pgbouncer_host",
+    # Like postgres_tls, for DATABASE_POOLED_URL; absent: postgres_tls.
+    "pgbouncer_tls",
     "pgbouncer_admin_user",
     "pgbouncer_admin_password",
     "redis_host",
@@ -272,10 +287,7 @@ def _var(name, group, type, description, required=ALL, default=None, **rules):
 
 
 _DB_HINT = "postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
-_DB_URL = (
-    "postgresql://{cmx_postgres_app_user}:{cmx_postgres_app_password:url}@{env_service_host}:%s/{cmx_postgres_db}"
-    "{env_database_tls_query}"
-)
+_DB_URL = "postgresql://{cmx_postgres_app_user}:{cmx_postgres_app_password:url}@%s/{cmx_postgres_db}%s"
 _SECRET_HINT = "a random secret of at least %d characters (e.g. `openssl rand -hex 32`) kept in the vault"
 
 VARIABLES = (
@@ -306,7 +318,7 @@ VARIABLES = (
         "url",
         "Direct PostgreSQL connection (LISTEN/NOTIFY, session features) as the app role, not a superuser "
         "(docs/security.md). Built from cmx_postgres_app_user/app_password/port/db.",
-        default=_DB_URL % "{cmx_postgres_port}",
+        default=_DB_URL % ("{env_postgres_host}:{cmx_postgres_port}", "{env_database_tls_query}"),
         secret=True,
         schemes=("postgresql", "postgres"),
         url_user=True,
@@ -321,7 +333,7 @@ VARIABLES = (
         "PostgreSQL through PgBouncer (transaction pooling) for application queries: same user, password and "
         "database as DATABASE_URL, PgBouncer's port (cmx_pgbouncer_port).",
         required=STRICT_ONLY,
-        default=_DB_URL % "{cmx_pgbouncer_port}",
+        default=_DB_URL % ("{env_pgbouncer_host}:{cmx_pgbouncer_port}", "{env_pooled_tls_query}"),
         secret=True,
         schemes=("postgresql", "postgres"),
         url_user=True,
@@ -402,7 +414,7 @@ VARIABLES = (
         "url",
         "Redis connection. Carries the password (cmx_redis_password) whenever Redis requires one, which is "
         "always outside dev and ci.",
-        default="redis://{cmx_redis_password:userinfo}{env_service_host}:{cmx_redis_port}",
+        default="{env_redis_scheme}://{cmx_redis_password:userinfo}{env_redis_host}:{cmx_redis_port}",
         secret=True,
         schemes=("redis", "rediss"),
         url_password="strict",
@@ -432,7 +444,7 @@ VARIABLES = (
         "url",
         "S3 API endpoint. The stack's storage listens on cmx_s3_port; plain http only to a loopback address "
         "outside dev and ci.",
-        default="http://{env_service_host}:{cmx_s3_port}",
+        default="{env_s3_endpoint}",
         schemes=("http", "https"),
         https="remote",
     ),

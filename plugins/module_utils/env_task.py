@@ -5,6 +5,7 @@ it on the managed host (the `path` form); the action plugin runs it on the contr
 
 from __future__ import annotations
 
+from ansible_collections.cleanmatex.infra.plugins.module_utils import endpoints
 from ansible_collections.cleanmatex.infra.plugins.module_utils.env_schema import (
     ENVIRONMENTS,
     STACK_INT_KEYS,
@@ -37,6 +38,8 @@ def argument_spec():
         "undefined": {"type": "list", "elements": "str", "default": []},
         "path": {"type": "path"},
         "stack": {"type": "dict", "options": stack_options},
+        # Where each data service runs (cmx_endpoints.settings, docs/external-services.md).
+        "services": {"type": "dict"},
         "fail_on_error": {"type": "bool", "default": True},
     }
 
@@ -66,6 +69,8 @@ def task_result(params, no_log_values):
             )
     except ValueError as exc:
         return {"failed": True, "msg": str(exc)}, []
+    for problem in endpoints.problems(params.get("services") or {}, environment):
+        report.error(problem["variable"], problem["message"], problem["expected"])
     hide_only_secrets(params, report, no_log_values)
     result = {
         "changed": False,

@@ -620,11 +620,13 @@ def _check_postgres_url(report, values, stack, name, port_key):
             f"password differs from the PostgreSQL password (stack {password_key})",
             f"the password the stack was built with ({password_variable})",
         )
-    if parts.hostname and "postgres_host" in stack and not _same_host(parts.hostname, stack["postgres_host"]):
+    pooled = port_key == "pgbouncer_port"
+    host_key = "pgbouncer_host" if pooled and "pgbouncer_host" in stack else "postgres_host"
+    if parts.hostname and host_key in stack and not _same_host(parts.hostname, stack[host_key]):
         report.error(
             name,
-            f"host {parts.hostname!r} differs from the {label} host (stack postgres_host)",
-            "host {!r}".format(stack["postgres_host"]),
+            f"host {parts.hostname!r} differs from the {label} host (stack {host_key})",
+            f"host {stack[host_key]!r}",
         )
     if port_key in stack and port != stack[port_key]:
         report.error(
@@ -638,16 +640,17 @@ def _check_postgres_url(report, values, stack, name, port_key):
             f"database {database!r} differs from the PostgreSQL database (stack postgres_db)",
             "database {!r}".format(stack["postgres_db"]),
         )
-    _check_postgres_tls(report, stack, name, label, parts.query)
+    tls_key = "pgbouncer_tls" if pooled and "pgbouncer_tls" in stack else "postgres_tls"
+    _check_postgres_tls(report, stack, name, label, parts.query, tls_key)
 
 
-def _check_postgres_tls(report, stack, name, label, query):
+def _check_postgres_tls(report, stack, name, label, query, tls_key="postgres_tls"):
     """The URL's sslmode against the stack's TLS mode (stack postgres_tls; absent: not checked)."""
-    if "postgres_tls" not in stack:
+    if tls_key not in stack:
         return
     found = parse_qs(query)
     sslmode = (found.get("sslmode") or [None])[-1]
-    if stack["postgres_tls"].lower() == "true":
+    if stack[tls_key].lower() == "true":
         if sslmode != pg_tls.VERIFY_FULL:
             report.error(
                 name,

@@ -19,15 +19,24 @@ internals); the server logs them to stderr when a service changes state.
 Configuration (environment; every secret also as ``<NAME>_FILE``, which wins):
 
 ==========================  ==================================================
-HEALTH_DATABASE_URL         postgresql://user[:pass]@host:port/db (secret)
+HEALTH_DATABASE_URL         postgresql://user[:pass]@host:port/db (secret);
+                            TLS in its query: ?sslmode=verify-full&sslrootcert=<CA file>
 HEALTH_DATABASE_PASSWORD    password, if not in the URL (secret)
 HEALTH_PGBOUNCER_URL        optional: adds "pgbouncer" (secret)
 HEALTH_PGBOUNCER_PASSWORD   defaults to HEALTH_DATABASE_PASSWORD (secret)
-HEALTH_REDIS_URL            redis://[:pass@]host:port[/db] (secret)
+HEALTH_REDIS_URL            redis://[:pass@]host:port[/db] (secret);
+                            rediss://... speaks TLS (managed Redis)
 HEALTH_REDIS_PASSWORD       AUTH password, if not in the URL (secret)
-HEALTH_S3_ENDPOINT          http://host:port of the S3 API
+HEALTH_REDIS_CA_FILE        PEM CA the rediss:// server is verified against
+                            (default: the system's trusted CAs)
+HEALTH_S3_ENDPOINT          http://host:port or https://... of the S3 API
 HEALTH_S3_HEALTH_PATH       engine health path, default /healthz (SeaweedFS);
-                            empty string skips it
+                            empty string skips it: only the signed bucket
+                            HEAD is done (managed S3 has no health endpoint)
+HEALTH_S3_ADDRESSING        path (default: endpoint/bucket) or virtual
+                            (https://bucket.endpoint-host/)
+HEALTH_S3_CA_FILE           PEM CA an https endpoint is verified against
+                            (default: the system's trusted CAs)
 HEALTH_S3_BUCKET            bucket for the signed HEAD check (optional)
 HEALTH_S3_ACCESS_KEY        access key (secret)
 HEALTH_S3_SECRET_KEY        secret key (secret)
@@ -255,7 +264,13 @@ def config_from_env(env: dict | None = None) -> HealthConfig:
     elif not redis_url:
         specs["redis"] = down("redis", "not configured: set HEALTH_REDIS_URL")
     else:
-        specs["redis"] = {"name": "redis", "type": "redis", "url": redis_url, "password": redis_password}
+        specs["redis"] = {
+            "name": "redis",
+            "type": "redis",
+            "url": redis_url,
+            "password": redis_password,
+            "ca_file": env.get("HEALTH_REDIS_CA_FILE") or None,
+        }
 
     # storage
     problems = []
@@ -263,6 +278,9 @@ def config_from_env(env: dict | None = None) -> HealthConfig:
     access_key = _secret(env, "HEALTH_S3_ACCESS_KEY", problems)
     secret_key = _secret(env, "HEALTH_S3_SECRET_KEY", problems)
     health_path = env.get("HEALTH_S3_HEALTH_PATH", "/healthz")
+    addressing = (env.get("HEALTH_S3_ADDRESSING") or "path").strip().lower()
+    if addressing not in ("path", "virtual"):
+        problems.append(f"HEALTH_S3_ADDRESSING={env.get('HEALTH_S3_ADDRESSING')!r} is not path or virtual")
     if problems:
         specs["storage"] = down("storage", "; ".join(problems))
     elif not endpoint:
@@ -277,6 +295,8 @@ def config_from_env(env: dict | None = None) -> HealthConfig:
             "access_key": access_key,
             "secret_key": secret_key,
             "region": env.get("HEALTH_S3_REGION") or "us-east-1",
+            "ca_file": env.get("HEALTH_S3_CA_FILE") or None,
+            "addressing": addressing,
         }
         if not health_path and not (specs["storage"]["bucket"] and access_key and secret_key):
             specs["storage"] = down("storage", "HEALTH_S3_HEALTH_PATH is empty and no bucket + keys are set")

@@ -29,8 +29,11 @@ TLS_MODES = ("require", "verify-ca", VERIFY_FULL)
 SERVICE_NAMES = ("postgres", "pgbouncer")
 
 
-def client_params(ca_file: str | None) -> dict:
-    """libpq keyword settings for a client of the stack: verify-full against `ca_file`, or no TLS."""
+def client_params(ca_file: str | None, sslmode: str | None = None) -> dict:
+    """libpq keyword settings for a client of the stack: verify-full against `ca_file`, or no TLS.
+    An explicit `sslmode` (an external server's cmx_postgres_sslmode) wins, with `ca_file` as its root."""
+    if sslmode:
+        return {"sslmode": sslmode} | ({"sslrootcert": ca_file} if ca_file else {})
     if ca_file:
         return {"sslmode": VERIFY_FULL, "sslrootcert": ca_file}
     return {"sslmode": "disable"}

@@ -4,7 +4,10 @@
 
 Plain Python: the only optional third-party import is psycopg2 (Debian
 ``python3-psycopg2``), with psycopg 3 as a fallback. Redis speaks RESP over a
-raw socket, S3 and HTTP use urllib, SigV4 comes from :mod:`s3sig`.
+raw socket (TLS with :mod:`ssl` for ``rediss://``), S3 and HTTP use urllib, SigV4
+comes from :mod:`s3sig`. TLS always verifies the certificate chain and host name,
+against a given CA file (``ca_file``) or the system's trusted CAs; failures read
+"TLS: certificate verify failed (<why>) at host:port".
 
 Every probe takes a ``timeout`` in seconds, never raises and returns a
 :class:`ProbeResult` (name, status "up"/"down", latency_ms rounded to 0.1,
@@ -199,8 +202,16 @@ def describe_error(exc: BaseException) -> str:
         return "connection reset by peer"
     if isinstance(exc, socket.gaierror):
         return f"cannot resolve host ({exc.strerror or exc})"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        detail = (exc.verify_message or exc.reason or str(exc)).rstrip(".")
+        return f"TLS: certificate verify failed ({detail})"
     if isinstance(exc, ssl.SSLError):
-        return f"TLS error: {exc.reason or exc}"
+        reason = (exc.reason or "").replace("_", " ").lower() or str(exc)
+        if exc.reason in ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"):
+            reason += ": is the server speaking TLS on that port?"
+        return f"TLS: {reason}"
+    if isinstance(exc, CAFileError):
+        return str(exc)
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror[0].lower() + exc.strerror[1:]
     text = str(exc).strip()
@@ -223,6 +234,54 @@ def _timeout_text(exc: BaseException, deadline: _Deadline) -> str | None:
     ):
         return f"timed out after {_ms(deadline.timeout)} ms"
     return None
+
+
+def _where(exc: BaseException, host, port) -> str:
+    """A network error with its target: "TLS: ... at host:port" for TLS failures, else "host:port: ..."."""
+    text = describe_error(exc)
+    if isinstance(exc, ssl.SSLError) or (
+        isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, ssl.SSLError)
+    ):
+        return f"{text} at {host}:{port}"
+    return f"{host}:{port}: {text}"
+
+
+# --------------------------------------------------------------------------- TLS
+
+
+class CAFileError(ValueError):
+    """The CA file given for TLS verification cannot be used (missing, unreadable, not PEM)."""
+
+
+_CONTEXTS: dict = {}
+
+
+def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """A client TLS context verifying the certificate chain and the host name: against ``ca_file`` (PEM)
+    when given, else against the system's trusted CAs. TLS 1.2 at least. Cached per file version."""
+    import os
+
+    key = None
+    if ca_file:
+        try:
+            st = os.stat(ca_file)
+        except OSError as exc:
+            raise CAFileError(f"TLS: cannot read CA file {ca_file}: {describe_error(exc)}") from None
+        key = (ca_file, st.st_mtime_ns, st.st_size)
+    context = _CONTEXTS.get(key)
+    if context is None:
+        try:
+            context = ssl.create_default_context(cafile=ca_file or None)
+        except ssl.SSLError as exc:
+            reason = exc.reason or str(exc)
+            raise CAFileError(f"TLS: CA file {ca_file} holds no usable PEM certificate ({reason})") from None
+        except OSError as exc:  # e.g. permission denied
+            raise CAFileError(f"TLS: cannot read CA file {ca_file}: {describe_error(exc)}") from None
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if len(_CONTEXTS) > 32:
+            _CONTEXTS.clear()
+        _CONTEXTS[key] = context
+    return context
 
 
 # --------------------------------------------------------------------------- TCP
@@ -478,14 +537,25 @@ def parse_reply(buf: bytes):
 
 
 class RedisClient:
-    """Minimal blocking RESP2 client; every socket operation honours the probe deadline."""
+    """Minimal blocking RESP2 client; every socket operation honours the probe deadline.
 
-    def __init__(self, host: str, port: int, deadline: _Deadline, tls: bool = False):
+    With ``tls`` the connection is TLS (``rediss://``; ElastiCache in-transit encryption), the server's
+    certificate chain and host name verified against ``ca_file`` when given, else the system CAs.
+    """
+
+    def __init__(
+        self, host: str, port: int, deadline: _Deadline, tls: bool = False, ca_file: str | None = None
+    ):
         self.deadline = deadline
+        context = tls_context(ca_file) if tls else None
         sock = socket.create_connection((host, int(port)), timeout=deadline.remaining())
-        if tls:
-            sock.settimeout(deadline.remaining())
-            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+        if context is not None:
+            try:
+                sock.settimeout(deadline.remaining())
+                sock = context.wrap_socket(sock, server_hostname=host)
+            except BaseException:
+                sock.close()
+                raise
         self.sock = sock
         self.buf = b""
 
@@ -533,8 +603,14 @@ def probe_redis(
     user: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     name: str = "redis",
+    tls: bool | None = None,
+    ca_file: str | None = None,
 ):
-    """AUTH (when a password is known) then PING; up only on +PONG."""
+    """AUTH (when a password is known) then PING; up only on +PONG.
+
+    ``tls`` None: TLS when the URL is ``rediss://``; True/False overrides it. ``ca_file``: PEM CA to
+    verify the server against (default: the system CAs).
+    """
     deadline = _Deadline(timeout)
     secrets = [password]
     try:
@@ -557,9 +633,10 @@ def probe_redis(
     port = port or cfg["port"]
     password = password if password not in (None, "") else cfg["password"]
     user = user or cfg["username"]
+    use_tls = cfg["tls"] if tls is None else bool(tls)
     client = None
     try:
-        client = RedisClient(host, port, deadline, tls=cfg["tls"])
+        client = RedisClient(host, port, deadline, tls=use_tls, ca_file=ca_file or None)
         if password:
             args = ("AUTH", user, password) if user else ("AUTH", password)
             reply = client.command(*args)
@@ -572,7 +649,12 @@ def probe_redis(
             return _down(name, deadline, f"unexpected PING reply {reply!r}", secrets)
         return _up(name, deadline)
     except Exception as exc:
-        text = _timeout_text(exc, deadline) or f"{host}:{port}: {describe_error(exc)}"
+        text = _timeout_text(exc, deadline) or _where(exc, host, port)
+        closed = isinstance(exc, ConnectionResetError) or (
+            isinstance(exc, RespProtocolError) and str(exc) == "connection closed by server"
+        )
+        if not use_tls and closed:
+            text += " (a TLS-only Redis closes plaintext connections: use rediss:// or tls)"
         return _down(name, deadline, text, secrets)
     finally:
         if client is not None:
@@ -591,16 +673,28 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
 
 
+def _opener(url: str, ca_file: str | None):
+    if not ca_file or not url.lower().startswith("https:"):
+        return _OPENER
+    return urllib.request.build_opener(
+        urllib.request.ProxyHandler({}),
+        _NoRedirect(),
+        urllib.request.HTTPSHandler(context=tls_context(ca_file)),
+    )
+
+
 def http_request(
     method: str,
     url: str,
     headers: dict | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     max_body: int = 65536,
+    ca_file: str | None = None,
 ) -> tuple[int, bytes]:
     """Send one request; return (status, first bytes of body). HTTP error statuses are returned, not raised.
 
-    Credentials in the URL (http://user:pass@host/) are sent as HTTP Basic auth.
+    Credentials in the URL (http://user:pass@host/) are sent as HTTP Basic auth. https is verified
+    (chain and host name) against ``ca_file`` when given, else the system CAs.
     """
     headers = dict(headers or {})
     parts = urllib.parse.urlsplit(url)
@@ -611,8 +705,9 @@ def http_request(
         headers.setdefault("Authorization", f"Basic {token}")
         url = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
     req = urllib.request.Request(url, method=method, headers=headers)
+    opener = _opener(url, ca_file)
     try:
-        with _OPENER.open(req, timeout=timeout) as resp:
+        with opener.open(req, timeout=timeout) as resp:
             return resp.status, (resp.read(max_body) if method != "HEAD" else b"")
     except urllib.error.HTTPError as exc:
         try:
@@ -631,13 +726,17 @@ def probe_http(
     headers: dict | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     name: str = "http",
+    ca_file: str | None = None,
 ):
-    """Up when ``method url`` answers with one of ``expected_status``."""
+    """Up when ``method url`` answers with one of ``expected_status`` (https verified against ``ca_file``
+    when given, else the system CAs)."""
     deadline = _Deadline(timeout)
     expected = tuple(int(s) for s in (expected_status or (200,)))
     secrets = list((headers or {}).values())
     try:
-        status, _ = http_request(method.upper(), url, headers=headers, timeout=deadline.remaining())
+        status, _ = http_request(
+            method.upper(), url, headers=headers, timeout=deadline.remaining(), ca_file=ca_file
+        )
     except Exception as exc:
         text = _timeout_text(exc, deadline) or describe_error(exc)
         return _down(name, deadline, f"{method.upper()} {safe_url(url)}: {text}", secrets)
@@ -653,11 +752,15 @@ def probe_http(
 
 
 def probe_s3_health(
-    endpoint: str, health_path: str = "/healthz", timeout: float = DEFAULT_TIMEOUT, name: str = "storage"
+    endpoint: str,
+    health_path: str = "/healthz",
+    timeout: float = DEFAULT_TIMEOUT,
+    name: str = "storage",
+    ca_file: str | None = None,
 ):
     """GET the engine's health endpoint (SeaweedFS: /healthz on the S3 port; MinIO: /minio/health/live)."""
     path = health_path if health_path.startswith("/") else "/" + health_path
-    return probe_http(endpoint.rstrip("/") + path, (200,), "GET", None, timeout, name)
+    return probe_http(endpoint.rstrip("/") + path, (200,), "GET", None, timeout, name, ca_file=ca_file)
 
 
 def probe_s3_bucket(
@@ -668,16 +771,21 @@ def probe_s3_bucket(
     region: str = s3sig.DEFAULT_REGION,
     timeout: float = DEFAULT_TIMEOUT,
     name: str = "storage",
+    ca_file: str | None = None,
+    addressing: str = "path",
 ):
-    """Authenticated, path-style ``HEAD /<bucket>`` signed with SigV4: proves credentials and bucket."""
+    """Authenticated ``HEAD`` of the bucket signed with SigV4: proves credentials and bucket.
+
+    ``addressing`` "path": ``HEAD <endpoint>/<bucket>``; "virtual": ``HEAD https://<bucket>.<host>/``
+    (signed for that host and path). https is verified against ``ca_file`` (else the system CAs).
+    """
     deadline = _Deadline(timeout)
     secrets = [secret_key]
-    url = f"{endpoint.rstrip('/')}/{bucket}"
     try:
-        headers = s3sig.sign("HEAD", url, access_key, secret_key, region=region)
-        status, _ = http_request(
-            "HEAD", s3sig.encode_url_path(url), headers=headers, timeout=deadline.remaining()
-        )
+        base, path = s3sig.bucket_base(endpoint, bucket, addressing or "path")
+        headers = s3sig.sign("HEAD", base, access_key, secret_key, region=region, path=path)
+        url = s3sig.request_url(base, path)
+        status, _ = http_request("HEAD", url, headers=headers, timeout=deadline.remaining(), ca_file=ca_file)
     except Exception as exc:
         text = _timeout_text(exc, deadline) or describe_error(exc)
         return _down(name, deadline, f"HEAD bucket {bucket!r} at {safe_url(endpoint)}: {text}", secrets)
@@ -701,11 +809,17 @@ def probe_s3(
     health_path: str | None = "/healthz",
     timeout: float = DEFAULT_TIMEOUT,
     name: str = "storage",
+    ca_file: str | None = None,
+    addressing: str = "path",
 ):
-    """Health endpoint (when ``health_path``), then the signed bucket check (when bucket and keys are set)."""
+    """Health endpoint (when ``health_path``), then the signed bucket check (when bucket and keys are set).
+
+    An empty or None ``health_path`` skips the health endpoint (managed S3 has none): only the signed
+    bucket HEAD is done. ``ca_file`` and ``addressing`` as in :func:`probe_s3_bucket`.
+    """
     deadline = _Deadline(timeout)
     if health_path:
-        res = probe_s3_health(endpoint, health_path, timeout, name)
+        res = probe_s3_health(endpoint, health_path, timeout, name, ca_file=ca_file)
         if not res.up:
             return _down(name, deadline, f"health endpoint: {res.error}")
     if bucket and access_key and secret_key:
@@ -713,7 +827,9 @@ def probe_s3(
             remaining = deadline.remaining()
         except ProbeTimeout as exc:
             return _down(name, deadline, exc)
-        res = probe_s3_bucket(endpoint, bucket, access_key, secret_key, region, remaining, name)
+        res = probe_s3_bucket(
+            endpoint, bucket, access_key, secret_key, region, remaining, name, ca_file, addressing
+        )
         if not res.up:
             return _down(name, deadline, res.error, [secret_key])
     elif not health_path:
@@ -737,7 +853,9 @@ def make_probe(spec: dict):
 
     Unknown or None-valued keys are dropped, so one flat option set (the
     module's suboptions) serves every type. ``url`` doubles as ``endpoint``
-    for s3. A spec of type "down" (config error) always reports its ``error``.
+    for s3, ``ca_file`` as ``sslrootcert`` for postgres. TLS keys: ``tls`` and
+    ``ca_file`` (redis), ``ca_file`` and ``addressing`` (s3), ``ca_file``
+    (http). A spec of type "down" (config error) always reports its ``error``.
     """
     name = spec.get("name") or spec.get("type") or "service"
     kind = spec.get("type")
@@ -755,9 +873,14 @@ def make_probe(spec: dict):
     fields = dict(spec)
     if kind == "s3" and not fields.get("endpoint") and fields.get("url"):
         fields["endpoint"] = fields["url"]
+    if kind == "postgres" and not fields.get("sslrootcert") and fields.get("ca_file"):
+        fields["sslrootcert"] = fields["ca_file"]  # one CA option name for every type
     kwargs = {
         k: v for k, v in fields.items() if k in accepted and v is not None and k not in ("timeout", "name")
     }
+    if kind == "s3" and "health_path" in fields:
+        # Given as None or "": no health endpoint (managed S3), not the default path.
+        kwargs["health_path"] = fields["health_path"] or None
 
     def _run(timeout: float = DEFAULT_TIMEOUT) -> ProbeResult:
         try:
@@ -788,6 +911,9 @@ MODULE_SERVICE_OPTIONS = dict(
     dbname=dict(type="str"),
     sslmode=dict(type="str", default="disable"),
     sslrootcert=dict(type="path"),
+    tls=dict(type="bool"),
+    ca_file=dict(type="path"),
+    addressing=dict(type="str", default="path", choices=["path", "virtual"]),
     endpoint=dict(type="str"),
     health_path=dict(type="str", default="/healthz"),
     bucket=dict(type="str"),

@@ -1,7 +1,11 @@
 """Create an S3 bucket and set its CORS rules idempotently, with the standard library only.
 
-Path-style requests signed with SigV4 (module_utils/s3sig.py), so it runs wherever Python does:
-no boto3 import on the converge path. plugins/modules/cmx_s3_bucket.py wraps it.
+Requests signed with SigV4 (module_utils/s3sig.py) through the collection's S3 client (path-style or
+virtual-hosted, https verified against a CA file), so it runs wherever Python does: no boto3 import on the
+converge path. plugins/modules/cmx_s3_bucket.py wraps it.
+
+When the credentials may not create buckets (managed S3, ``create: false``), :func:`verify_bucket` only
+reads: the bucket must exist and carry exactly the wanted CORS rules, else it says what is missing.
 """
 
 from __future__ import annotations
@@ -124,3 +128,78 @@ def ensure_cors(endpoint: Endpoint, bucket: str, rules: list[dict], check_mode: 
     if status not in (200, 204):
         raise _fail(f"set CORS of bucket {bucket}", status, body)
     return True
+
+
+CREATE_HINT = "create it (and its CORS rules) with an account that may, or set cmx_s3_create_bucket: true"
+
+
+def describe_rule(rule: dict) -> str:
+    """One normalized CORS rule in a line: "origins a b; methods GET PUT; headers *; max age 3000"."""
+    parts = [
+        f"{label} {' '.join(rule[key])}"
+        for key, label in (
+            ("allowed_origins", "origins"),
+            ("allowed_methods", "methods"),
+            ("allowed_headers", "headers"),
+            ("expose_headers", "expose"),
+        )
+        if rule[key]
+    ]
+    if rule["max_age_seconds"] is not None:
+        parts.append(f"max age {rule['max_age_seconds']}")
+    return "{" + "; ".join(parts) + "}"
+
+
+def cors_differences(current: list[dict], wanted: list[dict]) -> list[str]:
+    """What keeps the normalized ``current`` rules from equalling ``wanted``, one phrase per problem."""
+    if current == wanted:
+        return []
+    if not current:
+        return ["it has no CORS rules; wanted " + ", ".join(describe_rule(r) for r in wanted)]
+    found = []
+    rest = list(current)
+    missing = []
+    for rule in wanted:
+        if rule in rest:
+            rest.remove(rule)
+        else:
+            missing.append(rule)
+    if missing:
+        found.append("CORS rule(s) missing: " + ", ".join(describe_rule(r) for r in missing))
+    if rest:
+        found.append("CORS rule(s) not wanted: " + ", ".join(describe_rule(r) for r in rest))
+    if not found:  # the same rules in another order: S3 applies the first that matches
+        found.append(
+            "CORS rules in another order: has "
+            + ", ".join(describe_rule(r) for r in current)
+            + "; wanted "
+            + ", ".join(describe_rule(r) for r in wanted)
+        )
+    return found
+
+
+def verify_bucket(endpoint: Endpoint, bucket: str, rules: list[dict]) -> None:
+    """Read-only check for credentials that may not create buckets: the bucket exists and its CORS rules
+    equal ``rules``. Never PUTs or DELETEs anything. Raises S3Error saying what is missing or different."""
+    status, body = endpoint.bucket_request("HEAD", bucket)
+    if status == 404:
+        raise S3Error(
+            f"bucket {bucket} does not exist and the converge may not create buckets"
+            f" (cmx_s3_create_bucket: false): {CREATE_HINT}"
+        )
+    if status != 200:
+        raise _fail(f"HEAD bucket {bucket}", status, body)
+    status, body = endpoint.bucket_request("GET", bucket, "cors")
+    if status == 200:
+        current = parse_cors(body)
+    elif status == 404:  # NoSuchCORSConfiguration
+        current = []
+    else:
+        raise _fail(f"get CORS of bucket {bucket}", status, body)
+    wanted = normalize_rules(rules)
+    problems = cors_differences(current, wanted)
+    if problems:
+        raise S3Error(
+            f"bucket {bucket} exists but its CORS rules differ and the converge may not change them"
+            f" (cmx_s3_create_bucket: false): {'; '.join(problems)}; {CREATE_HINT}"
+        )

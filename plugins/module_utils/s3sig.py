@@ -2,7 +2,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """AWS Signature Version 4 in the standard library only (hmac + hashlib).
 
-Used by the S3 probe to sign a path-style ``HEAD /<bucket>`` request. It has
+Used by the S3 probe (a ``HEAD`` of the bucket) and the collection's S3 client;
+:func:`bucket_base` gives the base URL and path of path-style or virtual-hosted
+requests. It has
 no third-party dependency so that it runs in the slim health image (python3
 only) and on any Ansible target.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import hmac
+import ipaddress
 import urllib.parse
 
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -198,3 +201,44 @@ def encode_url_path(url: str) -> str:
     """Return ``url`` with its path percent-encoded the way :func:`canonical_uri` signs it."""
     parts = urllib.parse.urlsplit(url)
     return urllib.parse.urlunsplit(parts._replace(path=canonical_uri(parts.path)))
+
+
+ADDRESSING_STYLES = ("path", "virtual")
+
+
+def bucket_base(endpoint: str, bucket: str, addressing: str = "path") -> tuple[str, str]:
+    """Where requests for ``bucket`` go: ``(base URL, path prefix)`` to pass to :func:`sign` and
+    :func:`request_url` (``path=prefix + "/" + key``).
+
+    ``path``: ``(endpoint, "/<bucket>")`` - ``https://endpoint/bucket/key``.
+    ``virtual``: ``("https://<bucket>.<endpoint host>[:port]<endpoint path>", "")`` -
+    ``https://bucket.endpoint/key``; the bucket is part of the host name, so the Host header and the
+    signature carry it and the canonical path does not. An IP address endpoint cannot be virtual-hosted.
+    """
+    if addressing not in ADDRESSING_STYLES:
+        raise ValueError(f"S3 addressing must be path or virtual, not {addressing!r}")
+    if addressing == "path" or not bucket:
+        return endpoint, f"/{bucket}" if bucket else ""
+    parts = urllib.parse.urlsplit(endpoint)
+    host = parts.hostname or ""
+    try:
+        ipaddress.ip_address(host)
+        is_ip = True
+    except ValueError:
+        is_ip = False
+    if not host or is_ip:
+        raise ValueError(
+            f"virtual-host S3 addressing needs a host name in the endpoint, not {host or endpoint!r}"
+            " (use path addressing)"
+        )
+    if "/" in bucket or not bucket.strip("."):
+        raise ValueError(f"bucket name {bucket!r} cannot be a host name label")
+    netloc = f"{bucket}.{host}" + (f":{parts.port}" if parts.port is not None else "")
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", "")), ""
+
+
+def split_bucket(path: str) -> tuple[str, str]:
+    """``/bucket/raw key`` -> ``("bucket", "/raw key")``; ``/bucket`` -> ``("bucket", "")``. The key is
+    never parsed (it may hold '?', '#' or '%')."""
+    bucket, sep, rest = path.lstrip("/").partition("/")
+    return bucket, (sep + rest) if sep else ""

@@ -139,6 +139,12 @@ options:
             C(sslmode=verify-full) with an C(sslrootcert); V(false) - they must not ask for TLS.
           - Unset, not checked.
         type: str
+  services:
+    description:
+      - Where each data service runs (the endpoints role's C(cmx_endpoints.settings), see
+        C(docs/external-services.md)); its problems (an external service without an endpoint, plaintext
+        to a non-loopback address outside dev, ...) are reported with the others, each naming the variable.
+    type: dict
   fail_on_error:
     description: Fail the task when there are errors. With V(false) the task succeeds and RV(valid) tells.
     type: bool

@@ -59,6 +59,12 @@ options:
       - The stack's CA certificate on the target when PostgreSQL serves TLS (cmx_tls_enabled).
       - Given, the connection uses sslmode=verify-full with it; left out, no TLS (sslmode=disable).
     type: path
+  sslmode:
+    description:
+      - libpq sslmode for an external PostgreSQL (cmx_postgres_sslmode); O(ca_file) is its root certificate.
+      - Left out, O(ca_file) decides (verify-full with it, no TLS without).
+    type: str
+    choices: [disable, allow, prefer, require, verify-ca, verify-full]
 notes:
   - Supports check mode (everything is rolled back; C(changed) says what a real run would do).
 requirements: [psycopg2]
@@ -120,6 +126,10 @@ def main() -> None:
             "read_roles": {"type": "list", "elements": "str", "default": []},
             "rotate": {"type": "bool", "default": False},
             "ca_file": {"type": "path"},
+            "sslmode": {
+                "type": "str",
+                "choices": ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"],
+            },
         },
         supports_check_mode=True,
     )
@@ -140,7 +150,7 @@ def main() -> None:
             password=p["password"],
             dbname=p["dbname"],
             connect_timeout=10,
-            **pg_tls.client_params(p["ca_file"]),
+            **pg_tls.client_params(p["ca_file"], p["sslmode"]),
         )
     except psycopg2.Error as error:
         module.fail_json(msg=f"{where}: {str(error).strip()}")

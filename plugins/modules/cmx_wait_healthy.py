@@ -14,6 +14,11 @@ description:
   - "Probes: C(postgres) connect + C(SELECT 1) (direct or through PgBouncer; psycopg2 or psycopg 3);
     C(redis) AUTH + PING over raw RESP; C(s3) the engine health endpoint and an authenticated,
     SigV4-signed C(HEAD /<bucket>); C(http) status code in O(services[].expected_status); C(tcp) connect."
+  - "External (managed) services: C(redis) over TLS (C(rediss://) or O(services[].tls)), C(s3) and C(http)
+    over https, verified against O(services[].ca_file) or the system CAs; S3 path-style or virtual-hosted
+    (O(services[].addressing)); an empty O(services[].health_path) checks only the signed bucket C(HEAD).
+    A TLS failure reads e.g.
+    C(TLS: certificate verify failed (unable to get local issuer certificate) at host:port)."
   - On timeout the module fails naming each service still down, its last error and the last
     O(log_lines) lines of its container log (C(docker logs --tail 2N --timestamps <container>), stdout and
     stderr merged in time order).
@@ -88,6 +93,25 @@ EXAMPLES = r"""
         url: "http://127.0.0.1:{{ cmx_health_port }}/health"
         expected_status: [200]
         container: cmx-health
+
+- name: Wait for managed Redis (TLS) and AWS S3 (virtual-hosted, no health endpoint)
+  cleanmatex.infra.cmx_wait_healthy:
+    timeout: 60
+    services:
+      - name: redis
+        type: redis
+        url: "rediss://{{ cmx_redis_host }}:{{ cmx_redis_port }}/0"
+        password: "{{ cmx_redis_password }}"
+        ca_file: "{{ cmx_redis_ca_file | default(omit, true) }}"
+      - name: storage
+        type: s3
+        endpoint: https://s3.eu-west-1.amazonaws.com
+        region: eu-west-1
+        addressing: virtual
+        health_path: ""
+        bucket: "{{ cmx_s3_bucket }}"
+        access_key: "{{ cmx_s3_access_key }}"
+        secret_key: "{{ cmx_s3_secret_key }}"
 
 - name: What is up right now (never fails in check mode)
   cleanmatex.infra.cmx_wait_healthy:

@@ -61,9 +61,12 @@ PLAY = """\
   hosts: all
   gather_facts: false
   vars_files:
+    - {repo}/roles/endpoints/defaults/main.yml
     - {repo}/roles/stack/defaults/main.yml
     - {repo}/roles/stack/vars/main.yml
   tasks:
+    - name: Resolve where each service runs, as the endpoints role does
+      ansible.builtin.import_tasks: {repo}/roles/endpoints/tasks/main.yml
     - name: Compute the labels' config digests as the role does
       cleanmatex.infra.cmx_config_digest:
         key_file: "{{{{ out }}}}/label_hmac.key"
@@ -224,3 +227,94 @@ def test_a_name_pgbouncer_cannot_read_stops_the_render(tmp_path):
     done = render(tmp_path, {**HOSTILE, "cmx_postgres_db": "db name"})
     assert done.returncode != 0
     assert "quote_for('pgbouncer_name')" in done.stdout + done.stderr
+
+
+# Every data service external (docs/external-services.md): a managed PostgreSQL behind the stack's own
+# PgBouncer, managed Redis and S3; the CA files live on the control machine.
+def _external(tmp_path: Path, **extra) -> dict:
+    ca = tmp_path / "managed-ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    return {
+        **HOSTILE,
+        "cmx_environment": "staging",
+        "cmx_redis_commander_enabled": False,
+        "cmx_postgres_mode": "external",
+        "cmx_postgres_host": "db.example.internal",
+        "cmx_postgres_port": 5433,
+        "cmx_postgres_ca_file": str(ca),
+        "cmx_redis_mode": "external",
+        "cmx_redis_host": "cache.example.internal",
+        "cmx_redis_port": 6380,
+        "cmx_redis_ca_file": str(ca),
+        "cmx_s3_mode": "external",
+        "cmx_s3_endpoint": "https://s3.example.internal:8443",
+        "cmx_s3_ca_file": str(ca),
+        **extra,
+    }
+
+
+@pytest.fixture(scope="module")
+def rendered_external(tmp_path_factory) -> Path:
+    tmp_path = tmp_path_factory.mktemp("stack-external")
+    done = render(tmp_path, _external(tmp_path))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return tmp_path / "out"
+
+
+def test_external_services_bring_up_no_data_container_and_no_volume(rendered_external):
+    compose = yaml.safe_load((rendered_external / "docker-compose.yml").read_text(encoding="utf-8"))
+    assert set(compose["services"]) == {"pgbouncer", "health"}
+    assert "volumes" not in compose
+    assert "depends_on" not in compose["services"]["pgbouncer"]
+    env = (rendered_external / ".env").read_text(encoding="utf-8")
+    assert "CMX_EXTERNAL_POSTGRES=db.example.internal:5433" in env
+    assert "CMX_EXTERNAL_S3=https://s3.example.internal:8443" in env
+
+
+def test_pgbouncer_logs_in_to_the_external_server_with_verified_tls(rendered_external):
+    ini = (rendered_external / "pgbouncer.ini").read_text(encoding="utf-8")
+    assert "host=db.example.internal port=5433" in ini
+    assert "server_tls_sslmode = verify-full" in ini
+    assert "server_tls_ca_file = /run/secrets/ca/postgres.crt" in ini
+    compose = (rendered_external / "docker-compose.yml").read_text(encoding="utf-8")
+    assert "./secrets/ca/postgres.crt:/run/secrets/ca/postgres.crt:ro" in compose
+    # No pg_authid on a managed server: the user list holds the inventory's passwords, quoted for PgBouncer.
+    userlist = (rendered_external / "secrets" / "userlist.txt").read_text(encoding="utf-8")
+    app = HOSTILE["cmx_postgres_app_password"].replace('"', '""')
+    assert f'"cmx_app" "{app}"' in userlist.splitlines()
+    assert len(userlist.splitlines()) == 4
+
+
+def test_health_probes_the_external_endpoints_with_their_cas(rendered_external):
+    health = yaml.safe_load((rendered_external / "docker-compose.yml").read_text(encoding="utf-8"))[
+        "services"
+    ]["health"]
+    env = health["environment"]
+    assert env["HEALTH_DATABASE_URL"].startswith("postgresql://${POSTGRES_HEALTH_USER:?")
+    assert "@db.example.internal:5433/" in env["HEALTH_DATABASE_URL"]
+    assert env["HEALTH_DATABASE_URL"].endswith(
+        "?sslmode=verify-full&sslrootcert=/run/secrets/ca/postgres.crt"
+    )
+    assert "@pgbouncer:6432/" in env["HEALTH_PGBOUNCER_URL"]
+    assert env["HEALTH_REDIS_URL"] == "rediss://cache.example.internal:6380/0"
+    assert env["HEALTH_REDIS_CA_FILE"] == "/run/secrets/ca/redis.crt"
+    assert env["HEALTH_S3_ENDPOINT"] == "https://s3.example.internal:8443"
+    assert env["HEALTH_S3_HEALTH_PATH"] == ""
+    assert "./secrets/ca:/run/secrets/ca:ro" in health["volumes"]
+
+
+def test_mixed_setup_keeps_redis_a_container(tmp_path):
+    values = _external(
+        tmp_path,
+        cmx_redis_mode="container",
+        cmx_pgbouncer_mode="external",
+        cmx_pgbouncer_host="pool.example.internal",
+    )
+    done = render(tmp_path, values)
+    assert done.returncode == 0, done.stdout[-3000:]
+    compose = yaml.safe_load((tmp_path / "out" / "docker-compose.yml").read_text(encoding="utf-8"))
+    assert set(compose["services"]) == {"redis", "redis-commander", "health"}
+    assert set(compose["volumes"]) == {"redis_data"}
+    health = compose["services"]["health"]["environment"]
+    assert health["HEALTH_REDIS_URL"] == "redis://redis:6379/0"
+    assert "@pool.example.internal:6432/" in health["HEALTH_PGBOUNCER_URL"]

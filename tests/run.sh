@@ -85,6 +85,13 @@ else
   skipped+=("the staging scenario (no ssh client: apt-get install openssh-client)")
 fi
 
+step "Molecule managed: every data service external (TLS stand-ins on their own addresses), app host over SSH"
+if command -v ssh >/dev/null; then
+  molecule test -s managed
+else
+  skipped+=("the managed scenario (no ssh client: apt-get install openssh-client)")
+fi
+
 step "The dev stack is exactly as it was"
 python tests/dev_stack_guard.py compare "$guard_file"
 

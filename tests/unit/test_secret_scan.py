@@ -31,6 +31,9 @@ VAULTS = {
     "molecule/staging/inventory/group_vars/all/vault.yml": (REPO / "molecule/staging/.vault-pass-test")
     .read_text()
     .strip(),
+    "molecule/managed/inventory/group_vars/all/vault.yml": (REPO / "molecule/managed/.vault-pass-test")
+    .read_text()
+    .strip(),
 }
 
 

@@ -166,6 +166,32 @@ def server_version(docker: str, container: str, service: str, running: bool, env
     return parse_version(service, done.stdout + done.stderr) if done.returncode == 0 else None
 
 
+# CMX_EXTERNAL_<SERVICE> in the compose .env (docs/external-services.md) -> the status row's service name.
+EXTERNAL = {"POSTGRES": "postgres", "PGBOUNCER": "pgbouncer", "REDIS": "redis", "S3": "storage"}
+
+
+def external_services(stack: dict) -> list[dict]:
+    """One row per external service the rendered stack uses: no container, its endpoint as the URL
+    (GET /health and bin/cmx health probe it)."""
+    rows = []
+    for key, service in EXTERNAL.items():
+        endpoint = stack.get(f"CMX_EXTERNAL_{key}")
+        if endpoint:
+            rows.append(
+                {
+                    "service": service,
+                    "container": "external",
+                    "image": None,
+                    "version": None,
+                    "url": endpoint,
+                    "health": "external",
+                    "uptime_seconds": None,
+                    "uptime": "-",
+                }
+            )
+    return rows
+
+
 def collect(project_dir: str, show_credentials: bool = False, docker: str = "docker") -> dict:
     """The status report of the stack rendered in project_dir (raises StatusError when there is none)."""
     env_path = os.path.join(project_dir, ".env")
@@ -200,6 +226,7 @@ def collect(project_dir: str, show_credentials: bool = False, docker: str = "doc
                 "uptime": human_duration(seconds),
             }
         )
+    services += external_services(stack)
     services.sort(
         key=lambda s: (ORDER.index(s["service"]) if s["service"] in ORDER else len(ORDER), s["service"])
     )

@@ -117,3 +117,20 @@ def test_gui_logins_missing_or_broken_files_show_no_login(tmp_path):
     dev = st.urls(stack, str(tmp_path), show_credentials=True)
     assert dev["storage"].endswith("(access key AK, secret key SK)")
     assert "login" not in dev["redis-commander"]
+
+
+def test_external_services_are_rows_with_their_endpoint():
+    rows = st.external_services(
+        {
+            "CMX_EXTERNAL_POSTGRES": "db.internal:5432",
+            "CMX_EXTERNAL_S3": "https://s3.internal",
+            "REDIS_PORT": "6379",
+        }
+    )
+    assert [(row["service"], row["container"], row["url"]) for row in rows] == [
+        ("postgres", "external", "db.internal:5432"),
+        ("storage", "external", "https://s3.internal"),
+    ]
+    assert st.external_services({"POSTGRES_PORT": "5432"}) == []
+    text = st.lines({"project": "cmx", "project_dir": "/srv", "services": rows})
+    assert any("db.internal:5432" in line and "external" in line for line in text)

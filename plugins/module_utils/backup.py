@@ -453,7 +453,24 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def prepare_globals_sql(sql: str, managed_roles: list[str] | tuple[str, ...] = ()) -> str:
+_TOLERATED = re.compile(r"^(ALTER ROLE|GRANT|REVOKE|COMMENT ON ROLE|SECURITY LABEL ON ROLE) .*;$")
+SKIPPED_MARK = "cmx-restore-skipped"
+
+
+def _tolerated(line: str) -> str:
+    """A role statement run so that a lack of privilege (a managed server's own roles, SUPERUSER or
+    REPLICATION attributes a non-superuser may not set) is a WARNING, not an error (a subtransaction)."""
+    literal = "'" + line.replace("'", "''") + "'"
+    return (
+        f"DO $cmx_restore$ BEGIN EXECUTE {literal}; EXCEPTION WHEN insufficient_privilege "
+        f"OR feature_not_supported THEN RAISE WARNING '{SKIPPED_MARK}: % (%)', {literal}, SQLERRM; "
+        "END $cmx_restore$;"
+    )
+
+
+def prepare_globals_sql(
+    sql: str, managed_roles: list[str] | tuple[str, ...] = (), tolerate_privileges: bool = False
+) -> str:
     """Make ``pg_dumpall --globals-only`` output restorable onto a running cluster.
 
     * ``CREATE ROLE r;`` becomes a block that tolerates an existing role (the bootstrap role and the
@@ -462,6 +479,9 @@ def prepare_globals_sql(sql: str, managed_roles: list[str] | tuple[str, ...] = (
       its password belongs to the inventory, and PgBouncer's user list holds that role's SCRAM secret,
       which a restored older secret would no longer match.
     Everything else (other roles' attributes and passwords, memberships, per-role settings) is kept.
+    * ``tolerate_privileges`` (a restore as a non-superuser, e.g. a managed server's master login): each
+      one-line ALTER ROLE / GRANT / REVOKE / COMMENT statement it may not run is skipped with a WARNING
+      (``cmx-restore-skipped: <statement> (<error>)``) instead of aborting the transaction.
     """
     managed = {quote_ident(role) for role in managed_roles}
     out = []
@@ -474,6 +494,8 @@ def prepare_globals_sql(sql: str, managed_roles: list[str] | tuple[str, ...] = (
             )
         elif alter and alter.group("role") in managed:
             out.append(f"-- ALTER ROLE {alter.group('role')} WITH ... skipped: managed by the inventory")
+        elif tolerate_privileges and _TOLERATED.match(line) and "$cmx_restore$" not in line:
+            out.append(_tolerated(line))
         else:
             out.append(line)
     return "\n".join(out) + "\n"

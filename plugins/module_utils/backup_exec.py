@@ -1,7 +1,16 @@
 # Copyright: CleanMateX DevOps
 # Apache-2.0 (see galaxy.yml)
-"""Run a program inside a container with ``docker exec`` and stream its output to a host file (or a host
-file into its input), hashing on the way.
+"""Run a program inside a container with ``docker exec`` (or in a one-off container of an image with
+``docker run --rm``) and stream its output to a host file (or a host file into its input), hashing on the
+way.
+
+A :class:`Runner` says where the program runs: ``Runner(container=...)`` execs into a running container
+(the stack's PostgreSQL); ``Runner(image=...)`` runs a one-off container of that image on the host's
+network (``docker run --rm -i --network host --log-driver none --pull never``), for a server the stack
+does not run itself (an external, managed PostgreSQL): the client tools then still have the server's major
+version (the stack's image), whatever the host has. Host files the program needs (a CA file, an SQL file)
+are bind-mounted read-only at the same path (``Runner.files``). Functions taking ``container`` accept a
+container name (a str) or a Runner.
 
 Why the docker CLI and not the Docker API modules: ``community.docker.docker_container_exec`` returns
 stdout as text, which cannot carry a binary dump of gigabytes. Here the docker CLI writes the program's
@@ -21,7 +30,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ansible_collections.cleanmatex.infra.plugins.module_utils.backup import CHUNK_SIZE
 
@@ -47,6 +56,54 @@ class ExecResult:
     stdout: bytes = b""
 
 
+def _mount_option(path: str) -> str:
+    """``--mount`` value binding host ``path`` read-only at the same path (CSV: a comma needs quotes)."""
+    value = f"type=bind,source={path},target={path},readonly"
+    if any(char in path for char in ',"\n'):
+        quoted = path.replace('"', '""')
+        value = f'type=bind,"source={quoted}","target={quoted}",readonly'
+    return value
+
+
+@dataclass(frozen=True)
+class Runner:
+    """Where a program runs: exec'ed in ``container``, or (``container`` empty) in a one-off container of
+    ``image`` on the host network, with the host ``files`` mounted read-only at the same paths."""
+
+    container: str = ""
+    image: str = ""
+    files: tuple[str, ...] = field(default=())
+
+    def __post_init__(self):
+        if not (self.container or self.image):
+            raise ValueError("a runner needs a container to exec into or an image to run")
+
+    @property
+    def description(self) -> str:
+        if self.container:
+            return f"container {self.container}"
+        return f"a one-off container of {self.image}"
+
+    def argv(self, docker: str, argv: list[str], env_names, interactive: bool = False) -> list[str]:
+        """The docker command line; ``env_names`` are names only (values come from the environment)."""
+        if self.container:
+            return exec_argv(docker, self.container, argv, env_names, interactive)
+        command = [docker, "run", "--rm", "--network", "host", "--log-driver", "none", "--pull", "never"]
+        if interactive:
+            command.append("-i")
+        for name in sorted(env_names):
+            command += ["-e", name]
+        for path in self.files:
+            command += ["--mount", _mount_option(path)]
+        # The program itself is the entrypoint: the image's entrypoint script never runs.
+        return [*command, "--entrypoint", argv[0], self.image, *argv[1:]]
+
+
+def as_runner(target) -> Runner:
+    """A Runner from a Runner or a container name."""
+    return target if isinstance(target, Runner) else Runner(container=target)
+
+
 def exec_argv(
     docker: str, container: str, argv: list[str], env_names, interactive: bool = False
 ) -> list[str]:
@@ -70,10 +127,10 @@ def _tail(data: bytes) -> str:
     return text[-STDERR_TAIL:]
 
 
-def _check(program: str, container: str, rc: int, stderr: bytes) -> None:
+def _check(program: str, runner: Runner, rc: int, stderr: bytes) -> None:
     if rc != 0:
         detail = _tail(stderr) or "no error output"
-        raise ExecError(f"{program} in container {container} failed (exit {rc}): {detail}", rc, _tail(stderr))
+        raise ExecError(f"{program} in {runner.description} failed (exit {rc}): {detail}", rc, _tail(stderr))
 
 
 class _Follower(threading.Thread):
@@ -120,7 +177,7 @@ class _Follower(threading.Thread):
 
 
 def exec_to_file(
-    container: str,
+    container: str | Runner,
     argv: list[str],
     dest: str,
     env: dict[str, str] | None = None,
@@ -133,6 +190,7 @@ def exec_to_file(
     The docker CLI writes straight into the file, as ``docker exec ... > file`` does (no copy through
     this process); a follower thread hashes and flushes the file as it grows.
     """
+    runner = as_runner(container)
     started = time.monotonic()
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "wb") as target, tempfile.TemporaryFile() as errors:
@@ -140,7 +198,7 @@ def exec_to_file(
         follower.start()
         try:
             rc = subprocess.call(
-                exec_argv(docker, container, argv, (env or {}).keys()),
+                runner.argv(docker, argv, (env or {}).keys()),
                 stdin=subprocess.DEVNULL,
                 stdout=target,
                 stderr=errors,
@@ -152,22 +210,23 @@ def exec_to_file(
             os.fsync(target.fileno())
         errors.seek(0)
         stderr = errors.read()
-    _check(argv[0], container, rc, stderr)
+    _check(argv[0], runner, rc, stderr)
     return ExecResult(rc, stderr, time.monotonic() - started, size, sha)
 
 
 def exec_from_file(
-    container: str,
+    container: str | Runner,
     argv: list[str],
     source: str,
     env: dict[str, str] | None = None,
     docker: str = "docker",
 ) -> ExecResult:
     """Run ``argv`` in ``container`` with ``source`` as its stdin (passed as a file descriptor, no copy)."""
+    runner = as_runner(container)
     started = time.monotonic()
     with open(source, "rb") as handle, tempfile.TemporaryFile() as output:
         rc = subprocess.call(
-            exec_argv(docker, container, argv, (env or {}).keys(), interactive=True),
+            runner.argv(docker, argv, (env or {}).keys(), interactive=True),
             stdin=handle,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -175,12 +234,12 @@ def exec_from_file(
         )
         output.seek(0)
         text = output.read()
-    _check(argv[0], container, rc, text)
+    _check(argv[0], runner, rc, text)
     return ExecResult(rc, text, time.monotonic() - started)
 
 
 def exec_capture(
-    container: str,
+    container: str | Runner,
     argv: list[str],
     env: dict[str, str] | None = None,
     stdin: bytes | None = None,
@@ -189,9 +248,10 @@ def exec_capture(
     timeout: float | None = None,
 ) -> ExecResult:
     """Run ``argv`` in ``container`` and return its (small) output."""
+    runner = as_runner(container)
     started = time.monotonic()
     completed = subprocess.run(
-        exec_argv(docker, container, argv, (env or {}).keys(), interactive=stdin is not None),
+        runner.argv(docker, argv, (env or {}).keys(), interactive=stdin is not None),
         input=stdin,
         stdin=None if stdin is not None else subprocess.DEVNULL,
         capture_output=True,
@@ -200,7 +260,50 @@ def exec_capture(
         check=False,
     )
     if check:
-        _check(argv[0], container, completed.returncode, completed.stderr or completed.stdout)
+        _check(argv[0], runner, completed.returncode, completed.stderr or completed.stdout)
     return ExecResult(
         completed.returncode, completed.stderr, time.monotonic() - started, stdout=completed.stdout
     )
+
+
+IMAGE_VARIABLE = "CMX_POSTGRES_IMAGE"
+
+
+def env_file_value(path: str, name: str) -> str:
+    """``name``'s value in a Compose .env as the stack renders it (quoting.env: bare, '...' or "...")."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except OSError as exc:
+        raise ExecError(f"cannot read {path}: {exc}") from exc
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if not sep or key.strip() != name:
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] == "'":
+            return value[1:-1]
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            escapes = {"n": "\n", "r": "\r"}
+            out, chars = [], iter(value[1:-1])
+            for char in chars:
+                if char == "\\":
+                    nxt = next(chars, "")
+                    out.append(escapes.get(nxt, nxt))
+                else:
+                    out.append(char)
+            return "".join(out)
+        return value
+    return ""
+
+
+def image_of(image: str = "", env_file: str | None = None, name: str = IMAGE_VARIABLE) -> str:
+    """The image to run client tools from: ``image``, else ``name`` of the stack's rendered .env."""
+    if image:
+        return image
+    if not env_file:
+        raise ExecError(f"no image given and no .env to read {name} from")
+    found = env_file_value(env_file, name)
+    if not found:
+        raise ExecError(f"{env_file} has no {name}: run the converge first (it renders the stack's .env)")
+    return found

@@ -3,6 +3,15 @@
 """PostgreSQL half of a backup and a restore: pg_dump/pg_dumpall/pg_restore run inside the server's
 container (same major version as the server, whatever the host has), row counts over psycopg2.
 
+External (managed) server: there is no container to exec into, so the same tools run in a one-off
+container of the stack's PostgreSQL image (``image``; backup_exec.Runner) on the host network, connected
+like psycopg2 is (``PGHOST``/``PGPORT``/``PGSSLMODE``/``PGSSLROOTCERT``, the CA file mounted read-only,
+``PGPASSWORD`` by environment). The roles are dumped with ``pg_dumpall --roles-only`` (a managed
+provider's tablespaces are its own), and with ``--no-role-passwords`` when the login is not a superuser
+(RDS and Supabase masters are not: pg_authid is unreadable to them); the manifest records both. A restore
+as a non-superuser applies each role statement it may not run (the provider's own roles, SUPERUSER or
+REPLICATION attributes) as a warning instead of failing the swap.
+
 Dump: one REPEATABLE READ transaction exports its snapshot; ``pg_dump --snapshot`` dumps exactly that
 snapshot while the same transaction counts the rows of every table in a second thread. The counts in
 the manifest are therefore those of the dump, even with the application writing meanwhile, and
@@ -30,6 +39,8 @@ import time
 from ansible_collections.cleanmatex.infra.plugins.module_utils import backup, probes
 from ansible_collections.cleanmatex.infra.plugins.module_utils.backup_exec import (
     ExecError,
+    Runner,
+    as_runner,
     exec_capture,
     exec_from_file,
     exec_to_file,
@@ -89,6 +100,39 @@ CONNECTION_OPTIONS = {
 
 class PostgresBackupError(backup.BackupError):
     """A dump or restore step failed; the message says which one and why."""
+
+
+def client(connection: dict, container: str = "", image: str = "", files=()) -> tuple[Runner, dict]:
+    """Where the client tools run, and their environment (values passed by name, never on argv).
+
+    ``container``: ``docker exec`` into the server's container (its socket, as before). Otherwise a
+    one-off container of ``image`` on the host network reaches the server as psycopg2 does; the CA file
+    and ``files`` (an SQL file on the host) are mounted read-only at the same paths.
+    """
+    env = {"PGPASSWORD": connection["password"]} if connection.get("password") else {}
+    if container:
+        return Runner(container=container), env
+    if not image:
+        raise PostgresBackupError(
+            "no PostgreSQL container and no image to run the client tools in (postgres.image, "
+            "CMX_POSTGRES_IMAGE of the stack's .env)"
+        )
+    mounts = [str(path) for path in files if path]
+    env.update(
+        PGHOST=str(connection.get("host") or "127.0.0.1"),
+        PGPORT=str(connection.get("port") or 5432),
+        PGSSLMODE=str(connection.get("sslmode") or "disable"),
+        PGCONNECT_TIMEOUT="10",
+    )
+    if connection.get("sslrootcert"):
+        env["PGSSLROOTCERT"] = str(connection["sslrootcert"])
+        mounts.insert(0, env["PGSSLROOTCERT"])
+    for path in mounts:
+        if not os.path.isfile(path):
+            raise PostgresBackupError(
+                f"{path} is not a file on this host (needed by the PostgreSQL client tools)"
+            )
+    return Runner(image=image, files=tuple(dict.fromkeys(mounts))), env
 
 
 def connect(params: dict, dbname: str | None = None, application_name: str = "cmx_backup"):
@@ -167,7 +211,7 @@ def restored_row_counts(
         conn.close()
 
 
-def _tool_version(container: str, tool: str, docker: str) -> str:
+def _tool_version(container, tool: str, docker: str) -> str:
     result = exec_capture(container, [tool, "--version"], docker=docker)
     return re.sub(r"^\S+ \(PostgreSQL\) ", "", result.stdout.decode().strip())
 
@@ -179,13 +223,15 @@ def dump(
     folder: str,
     compression: str = "",
     docker: str = "docker",
+    image: str = "",
 ) -> dict:
     """Dump the database of ``connection`` and the cluster's roles into ``folder/postgres/``.
 
+    The tools run in ``container``, or (empty) in a one-off container of ``image`` (see :func:`client`).
     Returns ``{"files": {relpath: {size, sha256}}, "postgres": {...manifest section...}}``.
     """
     user, database = connection["user"], connection["dbname"]
-    env = {"PGPASSWORD": connection["password"]} if connection.get("password") else {}
+    runner, env = client(connection, container, image)
     os.makedirs(os.path.join(folder, DUMP_DIR), mode=0o700, exist_ok=True)
     dump_rel = dump_file_name(database)
 
@@ -193,6 +239,10 @@ def dump(
     try:
         conn.set_session(isolation_level=extensions.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
         cursor = conn.cursor()
+        superuser = True
+        if not container:
+            cursor.execute("SELECT pg_catalog.current_setting('is_superuser') = 'on'")
+            superuser = cursor.fetchone()[0]
         cursor.execute(DATABASE_SQL)
         snapshot, server_version, version_num, owner, encoding, row = cursor.fetchone()
 
@@ -217,7 +267,7 @@ def dump(
         if compression:
             argv.append(f"--compress={compression}")
         try:
-            dumped = exec_to_file(container, argv, os.path.join(folder, dump_rel), env=env, docker=docker)
+            dumped = exec_to_file(runner, argv, os.path.join(folder, dump_rel), env=env, docker=docker)
         finally:
             counter.join()
         if "error" in counted:
@@ -226,14 +276,23 @@ def dump(
     finally:
         conn.close()
 
+    globals_argv = ["pg_dumpall", "--globals-only", "--no-password", f"--username={user}"]
+    if not container:
+        # A managed server's tablespaces are the provider's; its master login cannot read pg_authid.
+        globals_argv[1] = "--roles-only"
+        if not superuser:
+            globals_argv.insert(2, "--no-role-passwords")
     globals_dumped = exec_to_file(
-        container,
-        ["pg_dumpall", "--globals-only", "--no-password", f"--username={user}"],
+        runner,
+        globals_argv,
         os.path.join(folder, GLOBALS_FILE),
         env=env,
         docker=docker,
     )
-    pg_dump_version = _tool_version(container, "pg_dump", docker)
+    pg_dump_version = _tool_version(runner, "pg_dump", docker)
+    extra = {}
+    if not container:
+        extra = {"client_image": image, "globals_scope": "roles", "role_passwords": bool(superuser)}
     return {
         "files": {
             dump_rel: {"size": dumped.size, "sha256": dumped.sha256},
@@ -254,6 +313,7 @@ def dump(
             "globals_file": GLOBALS_FILE,
             "dump_seconds": round(dumped.seconds, 3),
             "tables": counted["tables"],
+            **extra,
         },
     }
 
@@ -287,8 +347,11 @@ def previous_databases(names, database: str) -> list[str]:
     return [name for *_, name in sorted(found)]
 
 
-def rollback_command(container: str, user: str, database: str, previous: str) -> str:
-    """A command that puts the set-aside database back under the live name, in one transaction."""
+def rollback_command(container, user: str, database: str, previous: str, env: dict | None = None) -> str:
+    """A command that puts the set-aside database back under the live name, in one transaction.
+
+    ``container`` is a container name or a Runner; for a one-off container (external server) the
+    connection settings of ``env`` are spelled out, PGPASSWORD is taken from the caller's environment."""
     unwanted = database.encode()[: MAX_IDENTIFIER - 17].decode(errors="ignore") + "_unwanted_restore"
     statements = (
         f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $n${database}$n$ "
@@ -296,7 +359,13 @@ def rollback_command(container: str, user: str, database: str, previous: str) ->
         f"ALTER DATABASE {backup.quote_ident(database)} RENAME TO {backup.quote_ident(unwanted)}; "
         f"ALTER DATABASE {backup.quote_ident(previous)} RENAME TO {backup.quote_ident(database)};"
     )
-    return f"docker exec {container} psql -U {user} -d postgres -c {shlex.quote(statements)}"
+    runner = as_runner(container)
+    if runner.container:
+        return f"docker exec {runner.container} psql -U {user} -d postgres -c {shlex.quote(statements)}"
+    shown = [f"{name}={value}" for name, value in sorted((env or {}).items()) if name != "PGPASSWORD"]
+    argv = runner.argv("docker", ["psql", "-U", user, "-d", "postgres", "-c", statements], ["PGPASSWORD"])
+    options = [item for name in shown for item in ("-e", name)]
+    return shlex.join(argv[:2] + options + argv[2:]) + "  # with PGPASSWORD set to the password"
 
 
 def create_database_sql(name: str, owner: str, section: dict, with_locale: bool = True):
@@ -373,6 +442,7 @@ def swap_sql(globals_sql: str, database: str, scratch: str, previous: str | None
 
 
 def _psql(container, user, dbname, env, docker, extra=(), stdin: bytes | None = None):
+    """psql in ``container`` (a name or a Runner) with ON_ERROR_STOP; returns the ExecResult."""
     argv = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-password", f"--username={user}"]
     return exec_capture(container, [*argv, f"--dbname={dbname}", *extra], env=env, stdin=stdin, docker=docker)
 
@@ -405,11 +475,23 @@ def _abandon(connection, maintenance_db, database, scratch, scratch_oid, created
     return problems
 
 
+def skipped_statements(output: bytes) -> list[str]:
+    """The role statements a non-superuser restore skipped (WARNING lines of backup.SKIPPED_MARK)."""
+    text = output.decode("utf-8", errors="replace")
+    found = re.findall(rf"WARNING:\s+{backup.SKIPPED_MARK}: (.*)", text)
+    return [mask_secrets(line.strip()) for line in found]
+
+
 def _swap(container, user, env, docker, maintenance_db, script, cursor, database, scratch_oid) -> str:
     """Run :func:`swap_sql`; retried while other sessions keep the database busy. Returns a warning or ""."""
     for attempt in range(1, SWAP_ATTEMPTS + 1):
         try:
-            _psql(container, user, maintenance_db, env, docker, stdin=script.encode())
+            done = _psql(container, user, maintenance_db, env, docker, stdin=script.encode())
+            skipped = skipped_statements(done.stderr + done.stdout)
+            if skipped:
+                return f"{len(skipped)} role statement(s) of the backup skipped (not allowed): " + "; ".join(
+                    skipped
+                )
             return ""
         except ExecError as exc:
             if _database_oid(cursor, database) == scratch_oid:  # committed, only the reply was lost
@@ -437,20 +519,25 @@ def restore(
     maintenance_db: str = "postgres",
     keep_previous: int = 1,
     now: datetime.datetime | None = None,
+    image: str = "",
 ) -> dict:
     """Restore the manifest's ``postgres`` section from ``folder`` (checksums already verified).
 
     Until the swap commits, any failure drops the scratch database and the roles created for it: the live
     database and the cluster's roles are as they were ("nothing was replaced"). After the swap the live
     database's previous content is ``previous_database``; the ``keep_previous`` newest such copies are kept.
+    The tools run in ``container``, or (empty) in a one-off container of ``image``; ``init_sql`` is then a
+    file on the host (mounted read-only), else a path inside the container.
     """
     user, database = connection["user"], connection["dbname"]
-    env = {"PGPASSWORD": connection["password"]} if connection.get("password") else {}
+    runner, env = client(connection, container, image)
+    init_runner = runner
+    if init_sql and not container:
+        init_runner, _ = client(connection, container, image, files=(init_sql,))
     scratch = restore_database_name(database)
     warnings: list[str] = []
     with open(os.path.join(folder, section["globals_file"]), encoding="utf-8") as handle:
         globals_text = handle.read()
-    globals_sql = backup.prepare_globals_sql(globals_text, managed_roles)
 
     admin = connect(connection, dbname=maintenance_db, application_name="cmx_restore")
     admin.autocommit = True
@@ -459,8 +546,29 @@ def restore(
     swapped = False
     try:
         cursor = admin.cursor()
-        cursor.execute("SELECT pg_catalog.current_setting('server_version_num')::int")
-        version_num = cursor.fetchone()[0]
+        cursor.execute(
+            "SELECT pg_catalog.current_setting('server_version_num')::int, "
+            "pg_catalog.current_setting('is_superuser') = 'on'"
+        )
+        version_num, superuser = cursor.fetchone()
+        if not container:
+            # pg_restore newer than the server writes settings the server lacks (17: transaction_timeout).
+            tools = _tool_version(runner, "pg_restore", docker)
+            tools_major = int(re.match(r"[0-9]+", tools).group(0)) if re.match(r"[0-9]+", tools) else 0
+            if tools_major > version_num // 10000:
+                raise PostgresBackupError(
+                    f"nothing was replaced: the client tools of {image} are PostgreSQL {tools}, the server "
+                    f"is {version_num // 10000}; restore with an image of the server's major version "
+                    "(cmx_postgres_image)"
+                )
+        # A non-superuser (a managed server's master login) skips what it may not do, with a warning.
+        globals_sql = backup.prepare_globals_sql(
+            globals_text, managed_roles, tolerate_privileges=not superuser
+        )
+        if section.get("role_passwords") is False:
+            warnings.append(
+                "the backup has no role passwords (taken by a non-superuser): roles it creates have none"
+            )
 
         # 1. Roles the dump's owners and grants refer to: the missing ones are created bare (no login, no
         #    password) for pg_restore; their attributes and memberships come with the swap.
@@ -488,7 +596,7 @@ def restore(
         dump_path = os.path.join(folder, section["dump_file"])
         try:
             restored = exec_from_file(
-                container,
+                runner,
                 [
                     "pg_restore",
                     "--single-transaction",
@@ -522,7 +630,7 @@ def restore(
         moment = now or datetime.datetime.now(datetime.UTC)
         previous = previous_database_name(database, moment, names) if database in names else None
         script = swap_sql(globals_sql, database, scratch, previous)
-        warning = _swap(container, user, env, docker, maintenance_db, script, cursor, database, scratch_oid)
+        warning = _swap(runner, user, env, docker, maintenance_db, script, cursor, database, scratch_oid)
         swapped = True
         if warning:
             warnings.append(warning)
@@ -539,11 +647,11 @@ def restore(
     finally:
         admin.close()
 
-    rollback = rollback_command(container, user, database, previous) if previous else ""
+    rollback = rollback_command(runner, user, database, previous, env) if previous else ""
     # 6. The stack's init SQL again: database-level grants (pg_dump without --create does not carry them).
     if init_sql:
         try:
-            _psql(container, user, database, env, docker, extra=[f"--file={init_sql}"])
+            _psql(init_runner, user, database, env, docker, extra=[f"--file={init_sql}"])
         except ExecError as exc:
             kept = f" (the previous database is kept as {previous}; roll back with: {rollback})"
             raise PostgresBackupError(

@@ -17,14 +17,16 @@ second start from that AOF alone, and only then swapped in and handed back to th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import posixpath
 import re
+import struct
 import subprocess
 import time
 
-from ansible_collections.cleanmatex.infra.plugins.module_utils import backup
+from ansible_collections.cleanmatex.infra.plugins.module_utils import backup, probes
 from ansible_collections.cleanmatex.infra.plugins.module_utils.backup_exec import exec_capture, exec_to_file
 
 SNAPSHOT_FILE = "redis/dump.rdb"
@@ -279,6 +281,7 @@ def dump(
     return {
         "files": {SNAPSHOT_FILE: {"size": result.size, "sha256": result.sha256}},
         "redis": {
+            "format": "rdb",
             "version": server["version"],
             "aof_enabled": server["aof_enabled"],
             # INFO just before the snapshot: informational (writes and expiring keys move it).
@@ -425,4 +428,395 @@ def restore(
         "keys": served["keys"],
         "version": served["version"],
         "aof_enabled": served["aof_enabled"],
+    }
+
+
+# --- keys format: a Redis reached only over the network (external, managed) ------------------------------
+#
+# A managed Redis (ElastiCache) has no container to copy a snapshot from and refuses BGSAVE and SYNC, so
+# the backup walks the keyspace instead: SCAN every logical database that has keys, PTTL + DUMP of each
+# key (pipelined), into ``redis/keys.bin``. Not a point-in-time snapshot: a key written during the walk
+# may or may not be in it (each key is copied as it was at its own moment), as with any SCAN.
+#
+# File: KEYS_MAGIC, then one record per key -
+#   b"K", >H db, >q absolute expiry (unix ms, -1: none), >I key length, >Q payload length, key, payload
+# (payload: the DUMP serialization, RDB-version specific), then b"E" and >Q the number of records: a file
+# cut short has no trailer and is refused.
+# Restore: RESTORE key <expiry> payload REPLACE ABSTTL (0: no expiry), after FLUSHDB of every database the
+# backup or the server has keys in, so the server ends up holding what the backup holds (as with a snapshot).
+
+KEYS_FILE = "redis/keys.bin"
+KEYS_MAGIC = b"CMX-REDIS-KEYS 1\n"
+_RECORD = struct.Struct(">HqIQ")
+_TRAILER = struct.Struct(">Q")
+SCAN_COUNT = 1000
+# Pipelined commands per round trip, and payload bytes per RESTORE round trip.
+PIPELINE_KEYS = 200
+PIPELINE_BYTES = 8 << 20
+RECV_SIZE = 1 << 20
+PROBE_KEY = "cmx:restore-probe:"
+
+
+class RedisRestoreError(backup.BackupError):
+    """A keys restore failed; ``changed`` says whether the server's data was touched already."""
+
+    def __init__(self, message: str, changed: bool):
+        super().__init__(message)
+        self.changed = changed
+
+
+class _Patience:
+    """A probes.RedisClient deadline that gives every socket operation ``seconds`` afresh."""
+
+    def __init__(self, seconds: float):
+        self.seconds = max(float(seconds), 0.001)
+
+    def remaining(self) -> float:
+        return self.seconds
+
+
+class Connection:
+    """probes.RedisClient plus pipelining (many commands, then their replies in order)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        password: str = "",
+        tls: bool = False,
+        ca_file: str = "",
+        timeout: float = 600,
+    ):
+        where = f"Redis at {host}:{port}{' (TLS)' if tls else ''}"
+        self.where = where
+        try:
+            self.client = probes.RedisClient(host, port, _Patience(timeout), tls=tls, ca_file=ca_file or None)
+        except (OSError, ValueError) as exc:
+            raise backup.BackupError(f"cannot connect to {where}: {probes.describe_error(exc)}") from exc
+        self.buf = bytearray()
+        self.pos = 0
+        if password:
+            self.check(self.command("AUTH", password), "AUTH")
+
+    def command(self, *args):
+        return self.pipeline([args])[0]
+
+    def check(self, reply, what: str):
+        if isinstance(reply, probes.RespError):
+            raise backup.BackupError(f"{what} on {self.where}: {reply.text}")
+        return reply
+
+    def _reply(self):
+        while True:
+            try:
+                value, self.pos = probes._parse_at(
+                    self.buf, self.pos
+                )  # the RESP parser of probes, from a position
+                return value
+            except probes._Incomplete:
+                del self.buf[: self.pos]
+                self.pos = 0
+                chunk = self.client.sock.recv(RECV_SIZE)
+                if not chunk:
+                    raise backup.BackupError(f"{self.where} closed the connection") from None
+                self.buf += chunk
+
+    def pipeline(self, commands) -> list:
+        """Send every command, then read as many replies (errors are returned as probes.RespError)."""
+        sock = self.client.sock
+        sock.settimeout(self.client.deadline.remaining())
+        try:
+            sock.sendall(b"".join(probes.encode_command(*args) for args in commands))
+            return [self._reply() for _ in commands]
+        except (OSError, probes.RespProtocolError) as exc:
+            raise backup.BackupError(f"{self.where}: {probes.describe_error(exc)}") from exc
+
+    def keyspace(self) -> dict[str, int]:
+        text = self.check(self.command("INFO", "keyspace"), "INFO keyspace")
+        return backup.redis_key_counts(backup.parse_redis_info(_text(text)))
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _text(value) -> str:
+    return value.decode("utf-8", errors="replace") if isinstance(value, (bytes, bytearray)) else str(value)
+
+
+def _db_number(name: str) -> int:
+    return int(name[2:])
+
+
+def network_info(
+    host: str, port: int, password: str = "", tls: bool = False, ca_file: str = "", timeout: float = 600
+) -> dict:
+    """Version, persistence mode and key counts of a Redis reached over the network."""
+    connection = Connection(host, port, password, tls, ca_file, timeout)
+    try:
+        return _server_info(connection)
+    finally:
+        connection.close()
+
+
+def _server_info(connection: Connection) -> dict:
+    text = _text(connection.check(connection.command("INFO"), "INFO"))
+    parsed = backup.parse_redis_info(text)
+    return {
+        "version": parsed.get("redis_version", ""),
+        "aof_enabled": parsed.get("aof_enabled") == "1",
+        "keys": backup.redis_key_counts(parsed),
+    }
+
+
+class _HashingWriter:
+    def __init__(self, handle):
+        self.handle, self.digest, self.size = handle, hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> None:
+        self.handle.write(data)
+        self.digest.update(data)
+        self.size += len(data)
+
+
+def _write_batch(connection: Connection, writer: _HashingWriter, db: int, keys: list, counts: dict) -> None:
+    replies = connection.pipeline([args for key in keys for args in (("PTTL", key), ("DUMP", key))])
+    now_ms = int(time.time() * 1000)
+    for key, pttl, payload in zip(keys, replies[0::2], replies[1::2], strict=True):
+        connection.check(pttl, "PTTL")
+        connection.check(payload, "DUMP")
+        if payload is None or pttl == -2:
+            continue  # deleted or expired since the SCAN
+        expires = -1 if pttl < 0 else now_ms + pttl
+        writer.write(b"K" + _RECORD.pack(db, expires, len(key), len(payload)))
+        writer.write(bytes(key))
+        writer.write(bytes(payload))
+        name = f"db{db}"
+        counts["keys"][name] = counts["keys"].get(name, 0) + 1
+        if expires >= 0:
+            counts["expiring"][name] = counts["expiring"].get(name, 0) + 1
+
+
+def dump_keys(
+    host: str,
+    port: int,
+    folder: str,
+    password: str = "",
+    tls: bool = False,
+    ca_file: str = "",
+    timeout: float = 600,
+) -> dict:
+    """Write ``folder/redis/keys.bin`` (every key of every database: DUMP, absolute expiry) over the
+    network; returns ``{"files": {...}, "redis": {...manifest section, format "keys"...}}``."""
+    os.makedirs(os.path.join(folder, "redis"), mode=0o700, exist_ok=True)
+    path = os.path.join(folder, KEYS_FILE)
+    connection = Connection(host, port, password, tls, ca_file, timeout)
+    counts: dict = {"keys": {}, "expiring": {}}
+    try:
+        server = _server_info(connection)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            writer = _HashingWriter(handle)
+            writer.write(KEYS_MAGIC)
+            for name in sorted(server["keys"], key=_db_number):
+                db = _db_number(name)
+                connection.check(connection.command("SELECT", db), f"SELECT {db}")
+                seen: set = set()
+                cursor = b"0"
+                while True:
+                    reply = connection.check(connection.command("SCAN", cursor, "COUNT", SCAN_COUNT), "SCAN")
+                    cursor, found = bytes(reply[0]), reply[1]
+                    fresh = [bytes(key) for key in found if bytes(key) not in seen]
+                    seen.update(fresh)
+                    for start in range(0, len(fresh), PIPELINE_KEYS):
+                        _write_batch(connection, writer, db, fresh[start : start + PIPELINE_KEYS], counts)
+                    if cursor == b"0":
+                        break
+            records = sum(counts["keys"].values())
+            writer.write(b"E" + _TRAILER.pack(records))
+            handle.flush()
+            os.fsync(handle.fileno())
+    finally:
+        connection.close()
+    return {
+        "files": {KEYS_FILE: {"size": writer.size, "sha256": writer.digest.hexdigest()}},
+        "redis": {
+            "format": "keys",
+            "version": server["version"],
+            "aof_enabled": server["aof_enabled"],
+            # Exact: the keys in the file, per database (and how many of them have a TTL).
+            "keys": dict(sorted(counts["keys"].items())),
+            "expiring": dict(sorted(counts["expiring"].items())),
+            "keys_file": KEYS_FILE,
+        },
+    }
+
+
+def read_keys(path: str):
+    """Records of a keys file, one by one: (db, expires_ms, key, payload). Raises BackupError on a file that
+    is not one, is cut short, or whose trailer count differs."""
+    with open(path, "rb") as handle:
+        if handle.read(len(KEYS_MAGIC)) != KEYS_MAGIC:
+            raise backup.BackupError(f"{path} is not a Redis keys backup (bad header)")
+        records = 0
+        while True:
+            kind = handle.read(1)
+            if kind == b"K":
+                head = handle.read(_RECORD.size)
+                if len(head) == _RECORD.size:
+                    db, expires, key_size, payload_size = _RECORD.unpack(head)
+                    key, payload = handle.read(key_size), handle.read(payload_size)
+                    if len(key) == key_size and len(payload) == payload_size:
+                        records += 1
+                        yield db, expires, key, payload
+                        continue
+            elif kind == b"E":
+                tail = handle.read(_TRAILER.size)
+                if len(tail) == _TRAILER.size and handle.read(1) == b"":
+                    if _TRAILER.unpack(tail)[0] != records:
+                        raise backup.BackupError(
+                            f"{path}: {records} records, its trailer says {_TRAILER.unpack(tail)[0]}"
+                        )
+                    return
+            raise backup.BackupError(f"{path} is truncated or damaged after {records} records")
+
+
+def scan_keys_file(path: str) -> dict:
+    """A first pass over a keys file: records per database, with and without expiry (checks its structure)."""
+    keys: dict[str, int] = {}
+    expiring: dict[str, int] = {}
+    for db, expires, _key, _payload in read_keys(path):
+        keys[f"db{db}"] = keys.get(f"db{db}", 0) + 1
+        if expires >= 0:
+            expiring[f"db{db}"] = expiring.get(f"db{db}", 0) + 1
+    return {"keys": keys, "expiring": expiring}
+
+
+def _restore_args(key: bytes, expires: int, payload: bytes) -> tuple:
+    if expires < 0:
+        return ("RESTORE", key, 0, payload, "REPLACE")
+    return ("RESTORE", key, expires, payload, "REPLACE", "ABSTTL")
+
+
+def restore_keys(
+    host: str,
+    port: int,
+    folder: str,
+    section: dict,
+    password: str = "",
+    tls: bool = False,
+    ca_file: str = "",
+    timeout: float = 600,
+) -> dict:
+    """Put the keys of ``folder/<section.keys_file>`` (checksum verified) into the Redis at host:port.
+
+    Before anything is changed: the file's records match the manifest's key counts, and the server accepts
+    the backup's DUMP payloads (one is restored under a probe key with a TTL and deleted again: a payload of
+    a newer Redis is refused here). Then every database the backup or the server has keys in is flushed
+    (FLUSHDB) and the keys are RESTOREd with their absolute expiry (keys already expired are skipped);
+    every RESTORE must answer OK, and afterwards every database holds at least the restored keys without a
+    TTL (clients may add keys meanwhile, keys with a TTL may expire). A failure after the first FLUSHDB
+    raises RedisRestoreError(changed=True): the message says what was flushed and restored so far.
+    """
+    path = os.path.join(folder, section.get("keys_file") or KEYS_FILE)
+    found = scan_keys_file(path)
+    expected = {db: int(count) for db, count in (section.get("keys") or {}).items() if int(count)}
+    if found["keys"] != expected:
+        raise RedisRestoreError(
+            f"nothing was changed: {section.get('keys_file')} holds {found['keys']} keys, the manifest says "
+            f"{expected}",
+            changed=False,
+        )
+    connection = Connection(host, port, password, tls, ca_file, timeout)
+    flushed: list[str] = []
+    restored: dict[str, int] = {}
+    expired: dict[str, int] = {}
+    try:
+        before = connection.keyspace()
+        first = next(read_keys(path), None)
+        if first is not None:
+            db, _expires, _key, payload = first
+            connection.check(connection.command("SELECT", db), f"SELECT {db}")
+            probe = PROBE_KEY + os.urandom(8).hex()
+            answer = connection.command("RESTORE", probe, 60000, payload, "REPLACE")
+            if isinstance(answer, probes.RespError):
+                raise RedisRestoreError(
+                    f"nothing was changed: {connection.where} refuses the backup's keys (taken from Redis "
+                    f"{section.get('version') or '?'}): {answer.text}",
+                    changed=False,
+                )
+            connection.check(connection.command("DEL", probe), "DEL")
+        databases = sorted(set(found["keys"]) | set(before), key=_db_number)
+        for name in databases:
+            connection.check(connection.command("SELECT", _db_number(name)), f"SELECT {name}")
+            connection.check(connection.command("FLUSHDB"), f"FLUSHDB ({name})")
+            flushed.append(name)
+        current, batch, size = None, [], 0
+
+        def send():
+            replies = connection.pipeline(batch)
+            failure = ""
+            for args, reply in zip(batch, replies, strict=True):
+                if args[0] == "SELECT":
+                    connection.check(reply, " ".join(map(str, args)))
+                    continue
+                if isinstance(reply, probes.RespError) or reply != "OK":
+                    # The rest of the pipeline ran all the same: counted, then the first error is raised.
+                    text = reply.text if isinstance(reply, probes.RespError) else repr(reply)
+                    failure = failure or f"RESTORE of a key of db{current} answered {text}"
+                    continue
+                restored[f"db{current}"] = restored.get(f"db{current}", 0) + 1
+            if failure:
+                raise backup.BackupError(failure)
+            batch.clear()
+
+        for db, expires, key, payload in read_keys(path):
+            if db != current:
+                if batch:
+                    send()
+                current, size = db, 0
+                batch.append(("SELECT", db))
+            if 0 <= expires <= int(time.time() * 1000):
+                expired[f"db{db}"] = expired.get(f"db{db}", 0) + 1
+                continue
+            batch.append(_restore_args(key, expires, payload))
+            size += len(payload)
+            if len(batch) >= PIPELINE_KEYS or size >= PIPELINE_BYTES:
+                send()
+                size = 0
+        if batch:
+            send()
+        counts = {}
+        for name in databases:
+            connection.check(connection.command("SELECT", _db_number(name)), f"SELECT {name}")
+            counts[name] = int(connection.check(connection.command("DBSIZE"), "DBSIZE"))
+        lost = []
+        for name, total in sorted(found["keys"].items()):
+            persistent = total - found["expiring"].get(name, 0)
+            if counts.get(name, 0) < persistent:
+                lost.append(f"{name}: {counts.get(name, 0)} keys, the backup has {persistent} without a TTL")
+        if lost:
+            raise backup.BackupError("keys missing after the restore: " + "; ".join(lost))
+        server = _server_info(connection)
+    except RedisRestoreError:
+        raise
+    except backup.BackupError as exc:
+        if not flushed:
+            raise RedisRestoreError(f"nothing was changed: {exc}", changed=False) from exc
+        done = sum(restored.values())
+        raise RedisRestoreError(
+            f"PARTIAL Redis restore: databases {', '.join(flushed)} were flushed and {done} of "
+            f"{sum(found['keys'].values())} keys restored when it failed: {exc}. Run the restore again (it "
+            "flushes those databases and restores every key again)",
+            changed=True,
+        ) from exc
+    finally:
+        connection.close()
+    return {
+        "format": "keys",
+        "loaded": dict(sorted(restored.items())),
+        "expired": dict(sorted(expired.items())),
+        "checked": counts,
+        "keys": server["keys"],
+        "version": server["version"],
+        "aof_enabled": server["aof_enabled"],
     }

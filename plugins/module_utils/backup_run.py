@@ -31,6 +31,24 @@ def iso(moment: datetime.datetime) -> str:
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def dump_redis(redis: dict, folder: str, docker: str = "docker") -> dict:
+    """The Redis part: an RDB snapshot out of the container, or (no container) every key over the network."""
+    timeout = float(redis.get("timeout") or 600)
+    if redis.get("container"):
+        return backup_redis.dump(redis["container"], folder, redis.get("password") or "", docker, timeout)
+    if not redis.get("host"):
+        raise backup.BackupError("no Redis container and no host to reach Redis at (redis.host)")
+    return backup_redis.dump_keys(
+        redis["host"],
+        int(redis.get("port") or 6379),
+        folder,
+        password=redis.get("password") or "",
+        tls=bool(redis.get("tls")),
+        ca_file=redis.get("ca_file") or "",
+        timeout=timeout,
+    )
+
+
 def run_backup(
     *,
     root: str,
@@ -45,9 +63,11 @@ def run_backup(
 ) -> dict:
     """Take a complete backup under ``root``; returns the manifest, the folder, what the retention deleted.
 
-    ``postgres``: container, connection (host, port, user, password, dbname, sslmode), compression.
-    ``redis``: container, password, timeout.
-    ``storage``: endpoint_url, access_key, secret_key, region, bucket, engine, workers.
+    ``postgres``: container (or, empty, image: a one-off container of it runs the client tools),
+    connection (host, port, user, password, dbname, sslmode, sslrootcert), compression.
+    ``redis``: container (an RDB snapshot) or, empty, host, port, tls, ca_file (every key over the
+    network, backup_redis.dump_keys), password, timeout.
+    ``storage``: endpoint_url, access_key, secret_key, region, bucket, engine, workers, ca_file, addressing.
     The backup and its retention hold backup.backup_lock (a second backup waits ``lock_wait`` seconds,
     default backup.LOCK_WAIT, then fails naming the lock file): retention never removes a running backup.
     """
@@ -93,6 +113,8 @@ def _run_locked(
         storage["access_key"],
         storage["secret_key"],
         storage.get("region") or "us-east-1",
+        ca_file=storage.get("ca_file") or None,
+        addressing=storage.get("addressing") or "path",
     )
     try:
         with ThreadPoolExecutor(max_workers=3, thread_name_prefix="cmx-backup") as pool:
@@ -105,17 +127,10 @@ def _run_locked(
                 folder=folder,
                 compression=postgres.get("compression") or "",
                 docker=docker,
+                # Only without a container: a one-off container of the stack's image runs the tools.
+                **({} if postgres.get("container") else {"image": postgres.get("image") or ""}),
             )
-            redis_job = pool.submit(
-                timed,
-                "Redis",
-                backup_redis.dump,
-                redis["container"],
-                folder,
-                redis.get("password") or "",
-                docker,
-                float(redis.get("timeout") or 600),
-            )
+            redis_job = pool.submit(timed, "Redis", dump_redis, redis, folder, docker)
             s3_job = pool.submit(
                 timed,
                 "storage",

@@ -9,10 +9,15 @@ short_description: Back up the CleanMateX stack (PostgreSQL, Redis, storage buck
 description:
   - Creates C(<root>/<YYYYMMDDTHHMMSSZ>) (UTC start time, mode 0700) and fills it, three parts side by side.
   - PostgreSQL - C(pg_dump --format=custom) of the database and C(pg_dumpall --globals-only), both run inside
-    the server's container (its own major version) and streamed into C(postgres/). The dump uses a snapshot
-    exported by a REPEATABLE READ transaction that counts every table's rows meanwhile, so the counts in the
-    manifest are exactly those of the dump.
-  - Redis - a fresh snapshot (C(BGSAVE SCHEDULE), waited for), streamed out as C(redis/dump.rdb).
+    the server's container (its own major version) and streamed into C(postgres/). Without a container (an
+    external, managed server) they run in a one-off container of the stack's PostgreSQL image on the host
+    network (C(docker run --rm --network host)), and the roles are C(pg_dumpall --roles-only), with
+    C(--no-role-passwords) when the login is not a superuser (recorded in the manifest). The dump uses a
+    snapshot exported by a REPEATABLE READ transaction that counts every table's rows meanwhile, so the
+    counts in the manifest are exactly those of the dump.
+  - Redis - a fresh snapshot (C(BGSAVE SCHEDULE), waited for), streamed out as C(redis/dump.rdb). Without a
+    container (an external Redis - no BGSAVE, no file access) every key of every database over the network
+    (SCAN, PTTL, DUMP) into C(redis/keys.bin); the manifest's C(redis.format) says which (C(rdb), C(keys)).
   - Storage - every object of the bucket (ListObjectsV2, GET), stored by sha256 under C(objects/); each body
     checked against its Content-Length and single-part ETag, transient faults retried. An object deleted
     between the listing and its GET is recorded in the manifest's C(storage.skipped_deleted) (and warned
@@ -49,7 +54,19 @@ options:
     type: dict
     required: true
     suboptions:
-      container: {description: The PostgreSQL container., type: str, default: cmx-postgres}
+      container:
+        description: The PostgreSQL container; empty for an external server (tools from O(postgres.image)).
+        type: str
+        default: cmx-postgres
+      image:
+        description:
+          - Image whose client tools dump an external server (the stack's PostgreSQL image) when
+            O(postgres.container) is empty. Empty - C(CMX_POSTGRES_IMAGE) of O(postgres.env_file).
+        type: str
+        default: ""
+      env_file:
+        description: The stack's rendered compose C(.env), read for C(CMX_POSTGRES_IMAGE) without an image.
+        type: path
       compression:
         description: C(pg_dump --compress) value (C(lz4), C(zstd:3) ...); empty keeps pg_dump's default.
         type: str
@@ -77,9 +94,19 @@ options:
     type: dict
     default: {}
     suboptions:
-      container: {description: The Redis container., type: str, default: cmx-redis}
+      container:
+        description: The Redis container (an RDB snapshot); empty for an external Redis (keys by network).
+        type: str
+        default: cmx-redis
+      host: {description: Redis host when O(redis.container) is empty., type: str, default: ""}
+      port: {description: Its port., type: int, default: 6379}
+      tls: {description: Connect over TLS (C(rediss://))., type: bool, default: false}
+      ca_file: {description: PEM CA file that verifies the server (empty - the system's CAs)., type: path}
       password: {description: Redis password (empty without AUTH)., type: str, default: "", no_log: true}
-      timeout: {description: Seconds the snapshot may take., type: float, default: 600}
+      timeout:
+        description: Seconds the snapshot may take (RDB); seconds each network operation may take (keys).
+        type: float
+        default: 600
   storage:
     description: The S3 part.
     type: dict
@@ -92,6 +119,12 @@ options:
       bucket: {description: Bucket name., type: str, required: true}
       engine: {description: Storage engine recorded in the manifest., type: str, default: ""}
       workers: {description: Parallel downloads., type: int, default: 8}
+      ca_file: {description: PEM CA file that verifies an https endpoint (empty - system CAs)., type: path}
+      addressing:
+        description: C(path) or C(virtual) (bucket in the host name) requests.
+        type: str
+        default: path
+        choices: [path, virtual]
 requirements:
   - psycopg2 on the target, the docker CLI
 """
@@ -136,7 +169,12 @@ deleted:
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.cleanmatex.infra.plugins.module_utils import backup, backup_postgres, backup_run
+from ansible_collections.cleanmatex.infra.plugins.module_utils import (
+    backup,
+    backup_exec,
+    backup_postgres,
+    backup_run,
+)
 
 
 def main():
@@ -151,6 +189,8 @@ def main():
                 "required": True,
                 "options": {
                     "container": {"type": "str", "default": "cmx-postgres"},
+                    "image": {"type": "str", "default": ""},
+                    "env_file": {"type": "path"},
                     "compression": {"type": "str", "default": ""},
                     "connection": {
                         "type": "dict",
@@ -164,6 +204,10 @@ def main():
                 "default": {},
                 "options": {
                     "container": {"type": "str", "default": "cmx-redis"},
+                    "host": {"type": "str", "default": ""},
+                    "port": {"type": "int", "default": 6379},
+                    "tls": {"type": "bool", "default": False},
+                    "ca_file": {"type": "path"},
                     "password": {"type": "str", "default": "", "no_log": True},
                     "timeout": {"type": "float", "default": 600},
                 },
@@ -179,6 +223,8 @@ def main():
                     "bucket": {"type": "str", "required": True},
                     "engine": {"type": "str", "default": ""},
                     "workers": {"type": "int", "default": 8},
+                    "ca_file": {"type": "path"},
+                    "addressing": {"type": "str", "default": "path", "choices": ["path", "virtual"]},
                 },
             },
         },
@@ -190,9 +236,12 @@ def main():
     if params["keep"] < 0:
         module.fail_json(msg="keep must be 0 (keep all) or more")
     try:
+        postgres = params["postgres"]
+        if not postgres["container"]:
+            postgres = {**postgres, "image": backup_exec.image_of(postgres["image"], postgres["env_file"])}
         result = backup_run.run_backup(
             root=params["root"],
-            postgres=params["postgres"],
+            postgres=postgres,
             redis=params["redis"],
             storage=params["storage"],
             environment=params["environment"],

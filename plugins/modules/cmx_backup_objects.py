@@ -16,7 +16,8 @@ description:
     metadata, signed with its sha256 so that the server rejects a body that differs, then lists the
     bucket to check that every key is there. Objects in the bucket that the backup does not have are
     reported, not deleted.
-  - Standard library only (SigV4 by module_utils/s3sig.py, path-style requests), so no boto3 on the target.
+  - Standard library only (SigV4 by module_utils/s3sig.py, path-style or virtual-host requests), so no boto3
+    on the target.
 version_added: 0.1.0
 author: CleanMateX DevOps
 options:
@@ -64,6 +65,14 @@ options:
     description: Seconds per request.
     type: float
     default: 60
+  ca_file:
+    description: PEM CA file that verifies an https endpoint (empty - the system's trusted CAs).
+    type: path
+  addressing:
+    description: C(path) (C(<endpoint>/<bucket>/<key>)) or C(virtual) (C(<bucket>.<endpoint host>/<key>)).
+    type: str
+    default: path
+    choices: [path, virtual]
 """
 
 EXAMPLES = r"""
@@ -115,6 +124,8 @@ def main():
             "objects": {"type": "list", "elements": "dict", "default": []},
             "workers": {"type": "int", "default": 8},
             "timeout": {"type": "float", "default": 60},
+            "ca_file": {"type": "path"},
+            "addressing": {"type": "str", "default": "path", "choices": ["path", "virtual"]},
         },
         supports_check_mode=False,
     )
@@ -125,6 +136,8 @@ def main():
         params["secret_key"],
         params["region"],
         params["timeout"],
+        ca_file=params["ca_file"] or None,
+        addressing=params["addressing"],
     )
     bucket = params["bucket"]
     try:

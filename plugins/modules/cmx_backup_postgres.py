@@ -19,6 +19,10 @@ description:
     aside as C(<db>_before_restore_<UTC time>) and rename the restored one into place. Any failure before
     that commit drops the copy and the roles created for it - nothing was replaced. Then O(init_sql) runs
     in the restored database, and set-aside databases beyond the O(keep_previous) newest are dropped.
+  - Without O(container) (an external, managed server) the tools run in a one-off container of O(image) on
+    the host network (C(docker run --rm -i --network host)), connected like the module (host, port, sslmode,
+    the CA file mounted read-only); roles are C(pg_dumpall --roles-only), C(--no-role-passwords) for a
+    non-superuser login, and a restore as a non-superuser turns role statements it may not run into warnings.
   - Passwords reach the container by environment (C(docker exec -e PGPASSWORD)), never on a command line.
 version_added: 0.1.0
 author: CleanMateX DevOps
@@ -29,9 +33,18 @@ options:
     required: true
     choices: [dump, restore]
   container:
-    description: The PostgreSQL container.
+    description: The PostgreSQL container; empty for an external server (the tools then run from O(image)).
     type: str
     default: cmx-postgres
+  image:
+    description:
+      - Image whose client tools reach an external server when O(container) is empty (the stack's PostgreSQL
+        image, so that they have the server's major version). Empty - C(CMX_POSTGRES_IMAGE) of O(env_file).
+    type: str
+    default: ""
+  env_file:
+    description: The stack's rendered compose C(.env), read for C(CMX_POSTGRES_IMAGE) when O(image) is empty.
+    type: path
   connection:
     description: How to reach the server from the host (for the snapshot, row counts, CREATE/DROP DATABASE).
     type: dict
@@ -84,6 +97,8 @@ options:
       - SQL file inside O(container) run in the restored database after the swap (O(action=restore)), for
         the database-level grants a dump without C(--create) does not carry. The stack's init SQL is
         C(/docker-entrypoint-initdb.d/001-init.sql). Empty runs nothing.
+      - Without O(container), a file on the host (mounted read-only into the one-off container), such as
+        C(<cmx_project_dir>/postgres/initdb/001-init.sql).
     type: str
     default: ""
   keep_previous:
@@ -159,7 +174,7 @@ rollback:
 """
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.cleanmatex.infra.plugins.module_utils import backup, backup_postgres
+from ansible_collections.cleanmatex.infra.plugins.module_utils import backup, backup_exec, backup_postgres
 from ansible_collections.cleanmatex.infra.plugins.module_utils.backup_exec import ExecError
 
 
@@ -168,6 +183,8 @@ def main():
         argument_spec={
             "action": {"type": "str", "required": True, "choices": ["dump", "restore"]},
             "container": {"type": "str", "default": "cmx-postgres"},
+            "image": {"type": "str", "default": ""},
+            "env_file": {"type": "path"},
             "connection": {
                 "type": "dict",
                 "required": True,
@@ -190,6 +207,9 @@ def main():
     params = module.params
     connection = params["connection"]
     try:
+        image = ""
+        if not params["container"]:
+            image = backup_exec.image_of(params["image"], params["env_file"])
         if params["action"] == "dump":
             result = backup_postgres.dump(
                 connection=connection,
@@ -197,6 +217,7 @@ def main():
                 folder=params["folder"],
                 compression=params["compression"],
                 docker=docker,
+                image=image,
             )
             module.exit_json(changed=True, **result)
         section = params["section"]
@@ -215,6 +236,7 @@ def main():
             init_sql=params["init_sql"],
             keep_previous=params["keep_previous"],
             docker=docker,
+            image=image,
         )
         for warning in result.pop("warnings"):
             module.warn(warning)

@@ -412,6 +412,44 @@ def env_from_stack(project_dir: str) -> dict | None:
         "HEALTH_S3_ACCESS_KEY_FILE": os.path.join(secrets, "s3_access_key"),
         "HEALTH_S3_SECRET_KEY_FILE": os.path.join(secrets, "s3_secret_key"),
     }
+    env.update(_external_env(stack, secrets, user, dbname))
+    return env
+
+
+def _external_env(stack: dict, secrets: str, user: str, dbname: str) -> dict:
+    """HEALTH_* settings of the external services (CMX_EXTERNAL_* in the compose .env, their CA files in
+    secrets/ca/; docs/external-services.md): their endpoints instead of the host's published ports."""
+    env = {}
+
+    def ca(name: str) -> str:
+        path = os.path.join(secrets, "ca", f"{name}.crt")
+        return path if os.path.isfile(path) else ""
+
+    def pg_query() -> str:
+        params = {"sslmode": stack.get("CMX_EXTERNAL_POSTGRES_SSLMODE") or "verify-full"}
+        if ca("postgres"):
+            params["sslrootcert"] = ca("postgres")
+        return "?" + urllib.parse.urlencode(params, quote_via=urllib.parse.quote, safe="/")
+
+    if stack.get("CMX_EXTERNAL_POSTGRES"):
+        env["HEALTH_DATABASE_URL"] = (
+            f"postgresql://{user}@{stack['CMX_EXTERNAL_POSTGRES']}/{dbname}{pg_query()}"
+        )
+    if stack.get("CMX_EXTERNAL_PGBOUNCER"):
+        env["HEALTH_PGBOUNCER_URL"] = (
+            f"postgresql://{user}@{stack['CMX_EXTERNAL_PGBOUNCER']}/{dbname}{pg_query()}"
+        )
+    if stack.get("CMX_EXTERNAL_REDIS"):
+        scheme = "rediss" if stack.get("CMX_EXTERNAL_REDIS_TLS", "1") == "1" else "redis"
+        env["HEALTH_REDIS_URL"] = f"{scheme}://{stack['CMX_EXTERNAL_REDIS']}/0"
+        if ca("redis"):
+            env["HEALTH_REDIS_CA_FILE"] = ca("redis")
+    if stack.get("CMX_EXTERNAL_S3"):
+        env["HEALTH_S3_ENDPOINT"] = stack["CMX_EXTERNAL_S3"]
+        env["HEALTH_S3_HEALTH_PATH"] = ""
+        env["HEALTH_S3_ADDRESSING"] = stack.get("CMX_EXTERNAL_S3_ADDRESSING") or "path"
+        if ca("s3"):
+            env["HEALTH_S3_CA_FILE"] = ca("s3")
     return env
 
 

@@ -102,11 +102,11 @@ options:
         type: int
       pgbouncer_host:
         description:
-          - Where PgBouncer is when not on O(stack.postgres_host) (an external pooler, or the stack's PgBouncer
-            in front of an external PostgreSQL); DATABASE_POOLED_URL's host is compared with it.
+          - Where PgBouncer is when not on O(stack.postgres_host) (an external pooler, or the stack's
+            PgBouncer in front of an external PostgreSQL); DATABASE_POOLED_URL's host is compared with it.
         type: str
       pgbouncer_tls:
-        description: Like O(stack.postgres_tls), for DATABASE_POOLED_URL (absent, O(stack.postgres_tls) applies).
+        description: Like O(stack.postgres_tls), for DATABASE_POOLED_URL (absent, postgres_tls applies).
         type: str
       pgbouncer_admin_user:
         description: PgBouncer's admin and stats user (cmx_pgbouncer_admin_user), its own name.

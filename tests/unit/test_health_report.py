@@ -400,6 +400,31 @@ def test_env_from_stack_maps_the_rendered_folder(tmp_path):
     assert hr.env_from_stack(str(tmp_path / "missing")) is None
 
 
+def test_env_from_stack_probes_external_services_at_their_endpoints(tmp_path):
+    (tmp_path / ".env").write_text(
+        "CMX_BIND_ADDRESS=10.0.0.10\nPOSTGRES_USER=master\nPOSTGRES_DB=db\nPOSTGRES_PORT=5432\n"
+        "PGBOUNCER_PORT=6432\nREDIS_PORT=6380\nS3_PORT=9000\nS3_BUCKET=bkt\n"
+        "CMX_EXTERNAL_POSTGRES=db.internal:5433\nCMX_EXTERNAL_POSTGRES_SSLMODE=verify-full\n"
+        "CMX_EXTERNAL_REDIS=cache.internal:6380\nCMX_EXTERNAL_REDIS_TLS=1\n"
+        "CMX_EXTERNAL_S3=https://s3.internal:8443\nCMX_EXTERNAL_S3_ADDRESSING=virtual\n"
+    )
+    (tmp_path / "secrets" / "ca").mkdir(parents=True)
+    for name in ("postgres", "redis"):
+        (tmp_path / "secrets" / "ca" / f"{name}.crt").write_text("PEM")
+    env = hr.env_from_stack(str(tmp_path))
+    ca = tmp_path / "secrets" / "ca"
+    assert env["HEALTH_DATABASE_URL"] == (
+        f"postgresql://master@db.internal:5433/db?sslmode=verify-full&sslrootcert={ca}/postgres.crt"
+    )
+    # PgBouncer stays the stack's, on the host's published port.
+    assert env["HEALTH_PGBOUNCER_URL"].startswith("postgresql://master@10.0.0.10:6432/db")
+    assert env["HEALTH_REDIS_URL"] == "rediss://cache.internal:6380/0"
+    assert env["HEALTH_REDIS_CA_FILE"] == str(ca / "redis.crt")
+    assert env["HEALTH_S3_ENDPOINT"] == "https://s3.internal:8443"
+    assert (env["HEALTH_S3_HEALTH_PATH"], env["HEALTH_S3_ADDRESSING"]) == ("", "virtual")
+    assert "HEALTH_S3_CA_FILE" not in env  # no CA file given: the host's trusted CAs
+
+
 def test_cli_check_healthy(pg, redis, s3):
     proc = run_cli(["check"], stack_env(pg, redis, s3))
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -159,3 +159,25 @@ def test_the_env_validation_reports_them_all_at_once_with_the_rest(ca):
     assert "cmx_redis_tls: plaintext Redis to cache.internal" in result["msg"]
     # The environment's own problems are still there (missing required variables).
     assert "JWT_SECRET" in result["msg"]
+
+
+@pytest.mark.parametrize(
+    ("major", "postgres_mode", "words"),
+    [
+        ("16", "container", "unsupported"),
+        ("abc", "external", "unsupported"),
+        ("15", "container", "cannot run 15"),
+    ],
+)
+def test_the_postgres_major_is_one_supabase_and_the_stack_can_run(ca, major, postgres_mode, words):
+    settings = (
+        {**CONTAINERS, "postgres_major": major}
+        if postgres_mode == "container"
+        else external(ca, postgres_major=major)
+    )
+    found = endpoints.problems(settings, "dev")
+    assert [problem["variable"] for problem in found] == ["cmx_postgres_major"]
+    assert words in found[0]["message"]
+    # 15 is fine for an external server of that major, and 17 everywhere.
+    assert endpoints.problems(external(ca, postgres_major="15"), "dev") == []
+    assert endpoints.problems({**CONTAINERS, "postgres_major": "17"}, "dev") == []

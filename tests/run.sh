@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command (README): lint, unit tests, Molecule converging the real stack with the ci inventory,
-# then integration tests.
+# then integration tests and fault tests (tests/faults).
 #
 # It never touches a developer's dev stack: the ci inventory is its own compose project (cmx-ci), ports
 # and folder (.cmx-ci/). A dev stack that is up is recorded before the tests and compared after them
@@ -106,6 +106,13 @@ fi
 
 step "Integration tests"
 pytest -q tests/integration
+
+step "Fault tests: a torn Redis AOF, full data volumes (one-off cmxfault-* containers of the built images)"
+if docker info >/dev/null 2>&1; then
+  pytest -q tests/faults
+else
+  skipped+=("the fault tests in tests/faults (no Docker engine answers: start dockerd, then pytest -q tests/faults)")
+fi
 
 step "All green"
 if [ ${#skipped[@]} -gt 0 ]; then

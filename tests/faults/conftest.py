@@ -16,12 +16,13 @@ import json
 import re
 import shutil
 import subprocess
-import time
 import uuid
+from functools import partial
 from pathlib import Path
 
 import pytest
 import yaml
+from ansible_collections.cleanmatex.infra.tests import waiting
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "cmxfault-"
@@ -43,19 +44,8 @@ def _docker_answers() -> bool:
 needs_docker = pytest.mark.skipif(not _docker_answers(), reason="needs a running Docker engine")
 
 
-def wait_until(condition, timeout: float, what: str, interval: float = 0.2):
-    """Poll `condition` until it returns a truthy value; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = condition()
-            if result:
-                return result
-        except Exception as error:  # the service may still be starting
-            last_error = error
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last error: {last_error})")
+# The verify step's poll (tests/waiting.py), a little more often: these containers start in seconds.
+wait_until = partial(waiting.wait_until, interval=0.2)
 
 
 def project_image(repository: str) -> str:

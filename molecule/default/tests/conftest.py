@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import boto3
@@ -15,6 +14,7 @@ import pytest
 import redis
 import yaml
 from ansible_collections.cleanmatex.infra.tests.strict_ci import fail_on_skips_in_ci
+from ansible_collections.cleanmatex.infra.tests.waiting import wait_until as wait_until  # for the tests
 from botocore.config import Config
 
 INVENTORY = Path(os.environ.get("CMX_INVENTORY", Path(__file__).parents[3] / "inventories" / "ci"))
@@ -92,21 +92,6 @@ def docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.C
 
 def inspect(container: str) -> dict:
     return json.loads(docker("inspect", container).stdout)[0]
-
-
-def wait_until(condition, timeout: float, what: str, interval: float = 0.25):
-    """Poll `condition` until it returns a truthy value; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = condition()
-            if result:
-                return result
-        except Exception as error:  # the service may still be starting
-            last_error = error
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last error: {last_error})")
 
 
 def stack_containers() -> list[str]:

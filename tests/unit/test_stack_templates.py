@@ -318,3 +318,14 @@ def test_mixed_setup_keeps_redis_a_container(tmp_path):
     health = compose["services"]["health"]["environment"]
     assert health["HEALTH_REDIS_URL"] == "redis://redis:6379/0"
     assert "@pool.example.internal:6432/" in health["HEALTH_PGBOUNCER_URL"]
+
+
+def test_every_service_external_runs_only_the_health_service(tmp_path):
+    values = _external(tmp_path, cmx_pgbouncer_mode="external", cmx_pgbouncer_host="pool.example.internal")
+    done = render(tmp_path, values)
+    assert done.returncode == 0, done.stdout[-3000:]
+    compose = yaml.safe_load((tmp_path / "out" / "docker-compose.yml").read_text(encoding="utf-8"))
+    assert set(compose["services"]) == {"health"}
+    assert "volumes" not in compose
+    env = (tmp_path / "out" / ".env").read_text(encoding="utf-8")
+    assert "CMX_EXTERNAL_PGBOUNCER=pool.example.internal:6432" in env

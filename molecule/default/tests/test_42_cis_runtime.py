@@ -4,8 +4,10 @@ waived, with the reason, in docs/security.md ("CIS Docker Benchmark")."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
-from conftest import inspect, stack_containers
+from conftest import docker, inspect, stack_containers
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +29,13 @@ def test_4_1_every_container_runs_as_a_non_root_user(containers):
 def test_4_6_and_5_27_every_container_has_a_health_check(containers):
     assert _each(containers, lambda i: bool((i["Config"].get("Healthcheck") or {}).get("Test"))) == []
     assert _each(containers, lambda i: i["State"]["Health"]["Status"] == "healthy") == []
+
+
+def test_4_6_every_image_we_build_has_its_own_health_check(containers):
+    for name, info in containers.items():
+        image = json.loads(docker("image", "inspect", info["Image"]).stdout)[0]["Config"]
+        if "org.cleanmatex.inputs-hash" in (image.get("Labels") or {}):  # built by the images role
+            assert (image.get("Healthcheck") or {}).get("Test"), f"{name}: image {info['Config']['Image']}"
 
 
 def test_5_3_all_capabilities_are_dropped_and_none_added(containers):

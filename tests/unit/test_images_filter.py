@@ -230,3 +230,23 @@ def test_filter_module_exports():
     names = f.FilterModule().filters()
     for name in ("images_plan", "images_candidates", "images_select", "images_refs", "images_pull_failed"):
         assert callable(names[name])
+
+
+def test_pulled_and_built_postgres_follow_cmx_postgres_major():
+    """The pull reference and the build's version both come from cmx_postgres_major (issue: one major whatever
+    the source)."""
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    role = repo / "roles" / "images"
+    for major in (15, 17):
+        done = subprocess.run(
+            [repo / ".venv" / "bin" / "ansible", "localhost", "-o", "-m", "debug",
+             "-a", "msg={{ cmx_postgres_image ~ '@' ~ _images_catalog.postgres.version }}",
+             "-e", f"@{role / 'defaults' / 'main.yml'}", "-e", f"@{role / 'vars' / 'main.yml'}",
+             "-e", f"cmx_postgres_major={major}", "-e", "cmx_project_dir=/tmp/cmx-images"],
+            capture_output=True, text=True, timeout=120, cwd=repo,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"postgres:{major}-alpine@{major}" in done.stdout

@@ -1,6 +1,7 @@
 """CIS Docker Benchmark, container runtime (section 5) and images (section 4): every rule that can be
-checked over `docker inspect` of the running stack, one assertion each. Rules that cannot hold here are
-waived, with the reason, in docs/security.md ("CIS Docker Benchmark")."""
+checked over `docker inspect` of the running stack, one assertion each, numbered as the reference script
+(docker/docker-bench-security) numbers them. Rules that cannot hold here are waived, with the reason, in
+docs/security.md ("CIS Docker Benchmark")."""
 
 from __future__ import annotations
 
@@ -38,58 +39,58 @@ def test_4_6_every_image_we_build_has_its_own_health_check(containers):
             assert (image.get("Healthcheck") or {}).get("Test"), f"{name}: image {info['Config']['Image']}"
 
 
-def test_5_3_all_capabilities_are_dropped_and_none_added(containers):
+def test_5_4_all_capabilities_are_dropped_and_none_added(containers):
     assert _each(containers, lambda i: i["HostConfig"]["CapDrop"] == ["ALL"]) == []
     assert _each(containers, lambda i: not i["HostConfig"]["CapAdd"]) == []
 
 
-def test_5_4_no_privileged_container(containers):
+def test_5_5_no_privileged_container(containers):
     assert _each(containers, lambda i: i["HostConfig"]["Privileged"] is False) == []
 
 
-def test_5_5_no_sensitive_host_directory_is_mounted(containers):
+def test_5_6_no_sensitive_host_directory_is_mounted(containers):
     sensitive = ("/", "/boot", "/dev", "/etc", "/lib", "/proc", "/sys", "/usr", "/var/run/docker.sock")
     for name, info in containers.items():
         sources = [mount["Source"] for mount in info["Mounts"] if mount["Type"] == "bind"]
         assert [source for source in sources if source.rstrip("/") in sensitive or source == "/"] == [], name
 
 
-def test_5_9_to_5_16_no_host_namespaces(containers):
+def test_5_10_5_16_5_17_5_21_5_31_no_host_namespaces(containers):
     for key in ("NetworkMode", "PidMode", "IpcMode", "UTSMode", "UsernsMode"):
         assert _each(containers, lambda i, key=key: i["HostConfig"].get(key) != "host") == [], key
 
 
-def test_5_10_to_5_12_memory_cpu_and_read_only_root(containers):
+def test_5_11_to_5_13_memory_cpu_and_read_only_root(containers):
     assert _each(containers, lambda i: i["HostConfig"]["Memory"] > 0) == []
     assert _each(containers, lambda i: i["HostConfig"]["CpuShares"] > 0) == []
     assert _each(containers, lambda i: i["HostConfig"]["ReadonlyRootfs"] is True) == []
 
 
-def test_5_13_ports_bind_to_the_configured_address_only(containers, inv):
+def test_5_14_ports_bind_to_the_configured_address_only(containers, inv):
     for name, info in containers.items():
         for bindings in (info["HostConfig"]["PortBindings"] or {}).values():
             assert {binding["HostIp"] for binding in bindings} == {inv["cmx_bind_address"]}, name
 
 
-def test_5_19_no_shared_mount_propagation(containers):
+def test_5_20_no_shared_mount_propagation(containers):
     for name, info in containers.items():
         assert [m for m in info["Mounts"] if m.get("Propagation") in ("shared", "rshared")] == [], name
 
 
-def test_5_25_no_new_privileges(containers):
+def test_5_26_no_new_privileges(containers):
     assert (
         _each(containers, lambda i: "no-new-privileges:true" in (i["HostConfig"]["SecurityOpt"] or [])) == []
     )
 
 
-def test_5_28_pids_limit(containers):
+def test_5_29_pids_limit(containers):
     assert _each(containers, lambda i: (i["HostConfig"]["PidsLimit"] or 0) > 0) == []
 
 
-def test_5_29_not_on_the_default_bridge(containers):
+def test_5_30_not_on_the_default_bridge(containers):
     assert _each(containers, lambda i: "bridge" not in i["NetworkSettings"]["Networks"]) == []
 
 
-def test_5_31_no_docker_socket_mounted(containers):
+def test_5_32_no_docker_socket_mounted(containers):
     for name, info in containers.items():
         assert [m for m in info["Mounts"] if m["Source"].endswith("docker.sock")] == [], name

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-WILDCARDS = ("", "0.0.0.0", "::", "[::]")
+from ansible_collections.cleanmatex.infra.plugins.module_utils import endpoints
 
 
 def service_host(bind_address, loopback="127.0.0.1"):
@@ -12,11 +12,8 @@ def service_host(bind_address, loopback="127.0.0.1"):
 
     A wildcard or loopback bind is reached on `loopback` ('localhost' for the app .env keeps dev's values
     readable); a specific address (a private one in staging) is reached on itself: nothing listens on
-    127.0.0.1 then."""
-    address = str(bind_address or "").strip()
-    if address in WILDCARDS or address in ("127.0.0.1", "localhost", "::1"):
-        return loopback
-    return address
+    127.0.0.1 then. One rule with the endpoints role's (module_utils/endpoints.local_host)."""
+    return endpoints.local_host(bind_address, loopback)
 
 
 class FilterModule:

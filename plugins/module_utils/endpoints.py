@@ -56,11 +56,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def local_host(bind_address) -> str:
-    """cmx_bind_address -> where clients on the host reach a published port (filter service_host)."""
+def local_host(bind_address, loopback: str = "127.0.0.1") -> str:
+    """cmx_bind_address -> where clients on the host reach a published port (also the filter service_host).
+
+    A wildcard or the usual loopback names are reached on `loopback`; any other address (a private one in
+    staging, or another 127.x) on itself: nothing else listens then."""
     address = _text(bind_address)
-    if address in WILDCARDS or is_loopback(address):
-        return "127.0.0.1"
+    if address in WILDCARDS or address in ("127.0.0.1", "localhost", "::1"):
+        return loopback
     return address
 
 

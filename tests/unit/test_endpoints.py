@@ -181,3 +181,10 @@ def test_the_postgres_major_is_one_supabase_and_the_stack_can_run(ca, major, pos
     # 15 is fine for an external server of that major, and 17 everywhere.
     assert endpoints.problems(external(ca, postgres_major="15"), "dev") == []
     assert endpoints.problems({**CONTAINERS, "postgres_major": "17"}, "dev") == []
+
+
+def test_another_loopback_address_is_reached_on_itself():
+    # Only the usual loopback names map to 127.0.0.1: a stack bound to 127.0.0.5 listens there only.
+    assert endpoints.local_host("127.0.0.5") == "127.0.0.5"
+    assert endpoints.local_host("0.0.0.0") == endpoints.local_host("::1") == "127.0.0.1"
+    assert endpoints.local_host("localhost", "localhost") == "localhost"

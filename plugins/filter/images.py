@@ -81,15 +81,17 @@ def images_plan(catalog, base, mirror, files_dir):
     """Expected references of every enabled service.
 
     catalog: {service: {enabled, upstream, buildable, always_build, repository, version, context,
-    pins}}; base: {repository, suite, variant, packages, options}; mirror: Debian mirror URI read
-    on the target ('' when none was found); files_dir: the role's files/ directory.
+    suite, build_args, pins}}; base: {repository, suite, variant, packages, options}, suite being the
+    default Debian suite; mirror: Debian mirror URI read on the target ('' when none was found);
+    files_dir: the role's files/ directory.
 
-    Returns {"base": {"tag", "mirror_line"}, "services": {service: {..., "hash", "built"}}} where
-    "built" is cmx/<service>:<version>-<hash12> ('' when it cannot be built or the base tag is
-    unknown) and the hash covers the Dockerfile and every file of the build context, the pinned
-    downloads and the base tag.
+    Returns {"base": {"tag", "mirror_line", "suite"}, "bases": {suite: {...}}, "services": {service:
+    {..., "suite", "base_tag", "hash", "built"}}} where "built" is cmx/<service>:<version>-<hash12> ('' when
+    it cannot be built or the base tag is unknown) and the hash covers the Dockerfile and every file of the
+    build context, the build arguments, the pinned downloads and the base tag. A service built from another
+    suite than the default (e.g. Redis 7 from bookworm) gets a base image of that suite ("bases").
     """
-    base_tag = images_base_tag(base, mirror)
+    bases = {base["suite"]: _base_entry(base, base["suite"], mirror)}
     services = {}
     for name, spec in catalog.items():
         if not spec.get("enabled", True):
@@ -98,19 +100,36 @@ def images_plan(catalog, base, mirror, files_dir):
         entry.setdefault("upstream", "")
         entry.setdefault("always_build", False)
         entry.setdefault("buildable", True)
+        entry["suite"] = entry.get("suite") or base["suite"]
+        entry["build_args"] = {str(k): str(v) for k, v in (entry.get("build_args") or {}).items()}
+        if entry["suite"] not in bases:
+            bases[entry["suite"]] = _base_entry(base, entry["suite"], mirror)
+        base_tag = bases[entry["suite"]]["tag"]
+        entry["base_tag"] = base_tag
         entry["hash"] = ""
         entry["built"] = ""
         if entry["buildable"] and base_tag:
             context = os.path.join(files_dir, entry["context"])
             pins = "\n".join(f"{k}={v}" for k, v in sorted((entry.get("pins") or {}).items()))
-            full = hashlib.sha256("\0".join([images_tree_hash(context), pins, base_tag]).encode()).hexdigest()
+            args = "\n".join(f"{k}={v}" for k, v in sorted(entry["build_args"].items()))
+            parts = [images_tree_hash(context), pins, base_tag] + ([args] if args else [])
+            full = hashlib.sha256("\0".join(parts).encode()).hexdigest()
             entry["hash"] = full
             entry["built"] = f"{entry['repository']}:{entry['version']}-{full[:12]}"
         services[name] = entry
-    return {
-        "base": {"tag": base_tag, "mirror_line": images_mirror_line(mirror, base["suite"])},
-        "services": services,
-    }
+    return {"base": bases[base["suite"]], "bases": bases, "services": services}
+
+
+def _base_entry(base, suite, mirror):
+    recipe = {**base, "suite": suite}
+    return {"suite": suite, "tag": images_base_tag(recipe, mirror), "mirror_line": images_mirror_line(mirror, suite)}
+
+
+def images_bases_missing(plan, services, present):
+    """The base images (plan["bases"] entries) that building `services` needs and `present` lacks, by suite."""
+    present = _present_refs(present)
+    suites = sorted({plan["services"][name]["suite"] for name in services})
+    return [plan["bases"][suite] for suite in suites if plan["bases"][suite]["tag"] not in present]
 
 
 def images_present(image_info):
@@ -150,9 +169,7 @@ def images_candidates(plan, mode):
     """Every reference docker_image_info should look up: built tags, upstream refs, the base."""
     if mode not in MODES:
         raise ValueError(f"images: cmx_image_source must be one of {', '.join(MODES)}, not {mode!r}")
-    refs = []
-    if plan["base"]["tag"]:
-        refs.append(plan["base"]["tag"])
+    refs = [base["tag"] for base in plan.get("bases", {"": plan["base"]}).values() if base["tag"]]
     for entry in plan["services"].values():
         if entry["built"] and (mode != "pull" or entry["always_build"]):
             refs.append(entry["built"])
@@ -254,6 +271,7 @@ class FilterModule:
             "images_mirror_line": images_mirror_line,
             "images_base_tag": images_base_tag,
             "images_plan": images_plan,
+            "images_bases_missing": images_bases_missing,
             "images_candidates": images_candidates,
             "images_select": images_select,
             "images_present": images_present,

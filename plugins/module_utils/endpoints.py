@@ -18,8 +18,9 @@ import urllib.parse
 MODES = ("container", "external")
 SERVICES = ("postgres", "pgbouncer", "redis", "s3")
 # PostgreSQL majors: those the Supabase CLI supports, and those the stack's own container can run.
+# The majors the Supabase CLI supports, each with the sources that provide it for the stack's own container.
 POSTGRES_MAJORS = (15, 17)
-CONTAINER_POSTGRES_MAJORS = (17,)
+POSTGRES_SOURCES = {15: "Debian bookworm, postgres:15-alpine", 17: "Debian trixie, postgres:17-alpine"}
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 PLAINTEXT_SSLMODES = ("disable", "allow", "prefer")
 ADDRESSINGS = ("path", "virtual")
@@ -280,21 +281,12 @@ def problems(settings: dict, environment: str) -> list[dict]:
             out.append(_problem(f"cmx_{service}_mode", f"unknown mode {value!r}", "container or external"))
     major = _text(settings.get("postgres_major")) or "17"
     if not major.isdigit() or int(major) not in POSTGRES_MAJORS:
-        supported = " or ".join(map(str, POSTGRES_MAJORS))
+        supported = " or ".join(f"{m} ({POSTGRES_SOURCES[m]})" for m in POSTGRES_MAJORS)
         out.append(
             _problem(
                 "cmx_postgres_major",
-                f"unsupported PostgreSQL major {major!r}",
-                f"{supported} (the majors the Supabase CLI supports)",
-            )
-        )
-    elif mode(settings, "postgres") == "container" and int(major) not in CONTAINER_POSTGRES_MAJORS:
-        out.append(
-            _problem(
-                "cmx_postgres_major",
-                f"the stack's own PostgreSQL container cannot run {major} yet (its "
-                "image is Debian trixie's PostgreSQL 17)",
-                "17, or an external server of that major",
+                f"unsupported PostgreSQL major {major!r}: neither the Supabase CLI nor the image sources offer it",
+                f"{supported}",
             )
         )
     if mode(settings, "pgbouncer") == "external" and mode(settings, "postgres") != "external":

@@ -166,7 +166,6 @@ def test_the_env_validation_reports_them_all_at_once_with_the_rest(ca):
     [
         ("16", "container", "unsupported"),
         ("abc", "external", "unsupported"),
-        ("15", "container", "cannot run 15"),
     ],
 )
 def test_the_postgres_major_is_one_supabase_and_the_stack_can_run(ca, major, postgres_mode, words):
@@ -178,9 +177,12 @@ def test_the_postgres_major_is_one_supabase_and_the_stack_can_run(ca, major, pos
     found = endpoints.problems(settings, "dev")
     assert [problem["variable"] for problem in found] == ["cmx_postgres_major"]
     assert words in found[0]["message"]
-    # 15 is fine for an external server of that major, and 17 everywhere.
-    assert endpoints.problems(external(ca, postgres_major="15"), "dev") == []
-    assert endpoints.problems({**CONTAINERS, "postgres_major": "17"}, "dev") == []
+    # The fix names what provides each supported major.
+    assert "15 (Debian bookworm, postgres:15-alpine) or 17 (Debian trixie" in found[0]["expected"]
+    # 15 and 17 are fine for the stack's own container (built or pulled) and for an external server.
+    for major_ok in ("15", "17"):
+        assert endpoints.problems(external(ca, postgres_major=major_ok), "dev") == []
+        assert endpoints.problems({**CONTAINERS, "postgres_major": major_ok}, "dev") == []
 
 
 def test_another_loopback_address_is_reached_on_itself():

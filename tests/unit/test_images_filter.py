@@ -29,7 +29,8 @@ def catalog(engine="seaweedfs", commander=True):
         "redis": {
             "upstream": "redis:7-alpine",
             "repository": "cmx/redis",
-            "version": "8.0",
+            "version": "7.0",
+            "suite": "bookworm",
             "context": "redis",
         },
         "pgbouncer": {
@@ -126,13 +127,42 @@ def test_candidates_per_mode():
     p = plan()
     built = {e["built"] for e in p["services"].values()}
     upstream = {e["upstream"] for e in p["services"].values() if e["upstream"]}
-    base = p["base"]["tag"]
-    assert set(f.images_candidates(p, "build")) == built | {base}
-    assert set(f.images_candidates(p, "auto")) == built | upstream | {base}
+    bases = {base["tag"] for base in p["bases"].values()}
+    assert set(f.images_candidates(p, "build")) == built | bases
+    assert set(f.images_candidates(p, "auto")) == built | upstream | bases
     pull = set(f.images_candidates(p, "pull"))
-    assert pull == upstream | {p["services"]["pgbouncer"]["built"], base}
+    assert pull == upstream | {p["services"]["pgbouncer"]["built"]} | bases
     with pytest.raises(ValueError):
         f.images_candidates(p, "registry")
+
+
+def test_a_service_of_another_suite_gets_a_base_of_that_suite():
+    p = plan()
+    trixie, bookworm = p["bases"]["trixie"], p["bases"]["bookworm"]
+    assert p["base"] == trixie and trixie["tag"].startswith("cmx/base:trixie-")
+    assert bookworm["tag"].startswith("cmx/base:bookworm-") and bookworm["mirror_line"].endswith(" bookworm main")
+    assert p["services"]["redis"]["base_tag"] == bookworm["tag"]
+    assert p["services"]["postgres"]["base_tag"] == trixie["tag"]
+    # Both bases are looked up; only those the services to build need and the host lacks are built.
+    assert {trixie["tag"], bookworm["tag"]} <= set(f.images_candidates(p, "build"))
+    assert f.images_bases_missing(p, ["postgres"], []) == [trixie]
+    assert f.images_bases_missing(p, ["redis", "postgres"], info(trixie["tag"])) == [bookworm]
+    assert f.images_bases_missing(p, ["redis"], [bookworm["tag"]]) == []
+    # The suite is part of the service's hash: the same context on another release is another image.
+    cat = catalog()
+    cat["redis"]["suite"] = "trixie"
+    assert f.images_plan(cat, BASE, MIRROR, ROLE_FILES)["services"]["redis"]["hash"] != p["services"]["redis"]["hash"]
+
+
+def test_build_arguments_are_passed_and_hashed():
+    cat = catalog()
+    cat["postgres"] |= {"version": "15", "suite": "bookworm", "build_args": {"PG_MAJOR": 15}}
+    fifteen = f.images_plan(cat, BASE, MIRROR, ROLE_FILES)["services"]["postgres"]
+    assert fifteen["build_args"] == {"PG_MAJOR": "15"} and fifteen["built"].startswith("cmx/postgres:15-")
+    cat["postgres"]["build_args"] = {"PG_MAJOR": 17}
+    other = f.images_plan(cat, BASE, MIRROR, ROLE_FILES)["services"]["postgres"]
+    assert other["hash"] != fifteen["hash"]
+    assert plan()["services"]["postgres"]["build_args"] == {}
 
 
 def info(*refs):
@@ -232,9 +262,9 @@ def test_filter_module_exports():
         assert callable(names[name])
 
 
-def test_pulled_and_built_postgres_follow_cmx_postgres_major():
-    """The pull reference and the build's version both come from cmx_postgres_major (issue: one major whatever
-    the source)."""
+def test_pulled_and_built_images_have_the_same_majors():
+    """The pull references and the builds' versions agree (issue: one major whatever the source): PostgreSQL's
+    follow cmx_postgres_major, built from the Debian release that ships it; Redis is 7 both ways."""
     import subprocess
     from pathlib import Path
 
@@ -243,10 +273,13 @@ def test_pulled_and_built_postgres_follow_cmx_postgres_major():
     for major in (15, 17):
         done = subprocess.run(
             [repo / ".venv" / "bin" / "ansible", "localhost", "-o", "-m", "debug",
-             "-a", "msg={{ cmx_postgres_image ~ '@' ~ _images_catalog.postgres.version }}",
+             "-a", "msg={{ [cmx_postgres_image, _images_catalog.postgres.version, _images_catalog.postgres.suite,"
+                   " _images_catalog.postgres.build_args.PG_MAJOR, cmx_redis_image, _images_catalog.redis.version,"
+                   " _images_catalog.redis.suite] | join('@') }}",
              "-e", f"@{role / 'defaults' / 'main.yml'}", "-e", f"@{role / 'vars' / 'main.yml'}",
              "-e", f"cmx_postgres_major={major}", "-e", "cmx_project_dir=/tmp/cmx-images"],
             capture_output=True, text=True, timeout=120, cwd=repo,
         )  # fmt: skip
         assert done.returncode == 0, done.stdout + done.stderr
-        assert f"postgres:{major}-alpine@{major}" in done.stdout
+        suite = {15: "bookworm", 17: "trixie"}[major]
+        assert f"postgres:{major}-alpine@{major}@{suite}@{major}@redis:7-alpine@7.0@bookworm" in done.stdout

@@ -29,6 +29,10 @@ def test_status_json_lists_every_service_with_its_real_version_and_no_credential
     assert all(s["health"] == "healthy" and s["uptime_seconds"] >= 0 for s in by_service.values())
     assert re.fullmatch(r"PostgreSQL \d+\.\d+", by_service["postgres"]["version"])
     assert re.fullmatch(r"Redis \d+\.\d+\.\d+", by_service["redis"]["version"])
+    # Built here (cmx_image_source: build), the majors are those pull mode's images have: PostgreSQL
+    # cmx_postgres_major (postgres:<major>-alpine) and Redis 7 (redis:7-alpine).
+    assert by_service["postgres"]["version"].startswith(f"PostgreSQL {inv.get('cmx_postgres_major', 17)}.")
+    assert by_service["redis"]["version"].startswith("Redis 7.")
     assert by_service["postgres"]["url"] == (
         f"postgresql://{inv['cmx_postgres_user']}@localhost:{inv['cmx_postgres_port']}/{inv['cmx_postgres_db']}"
     )

@@ -122,11 +122,15 @@ def images_plan(catalog, base, mirror, files_dir):
 
 def _base_entry(base, suite, mirror):
     recipe = {**base, "suite": suite}
-    return {"suite": suite, "tag": images_base_tag(recipe, mirror), "mirror_line": images_mirror_line(mirror, suite)}
+    return {
+        "suite": suite,
+        "tag": images_base_tag(recipe, mirror),
+        "mirror_line": images_mirror_line(mirror, suite),
+    }
 
 
 def images_bases_missing(plan, services, present):
-    """The base images (plan["bases"] entries) that building `services` needs and `present` lacks, by suite."""
+    """The base images (plan["bases"] entries) that building `services` needs and `present` lacks."""
     present = _present_refs(present)
     suites = sorted({plan["services"][name]["suite"] for name in services})
     return [plan["bases"][suite] for suite in suites if plan["bases"][suite]["tag"] not in present]

@@ -285,8 +285,8 @@ def problems(settings: dict, environment: str) -> list[dict]:
         out.append(
             _problem(
                 "cmx_postgres_major",
-                f"unsupported PostgreSQL major {major!r}: neither the Supabase CLI nor the image sources offer it",
-                f"{supported}",
+                f"unsupported PostgreSQL major {major!r} (Supabase and the image sources have 15 and 17)",
+                supported,
             )
         )
     if mode(settings, "pgbouncer") == "external" and mode(settings, "postgres") != "external":

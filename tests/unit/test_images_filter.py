@@ -140,7 +140,8 @@ def test_a_service_of_another_suite_gets_a_base_of_that_suite():
     p = plan()
     trixie, bookworm = p["bases"]["trixie"], p["bases"]["bookworm"]
     assert p["base"] == trixie and trixie["tag"].startswith("cmx/base:trixie-")
-    assert bookworm["tag"].startswith("cmx/base:bookworm-") and bookworm["mirror_line"].endswith(" bookworm main")
+    assert bookworm["tag"].startswith("cmx/base:bookworm-")
+    assert bookworm["mirror_line"].endswith(" bookworm main")
     assert p["services"]["redis"]["base_tag"] == bookworm["tag"]
     assert p["services"]["postgres"]["base_tag"] == trixie["tag"]
     # Both bases are looked up; only those the services to build need and the host lacks are built.
@@ -151,7 +152,8 @@ def test_a_service_of_another_suite_gets_a_base_of_that_suite():
     # The suite is part of the service's hash: the same context on another release is another image.
     cat = catalog()
     cat["redis"]["suite"] = "trixie"
-    assert f.images_plan(cat, BASE, MIRROR, ROLE_FILES)["services"]["redis"]["hash"] != p["services"]["redis"]["hash"]
+    other = f.images_plan(cat, BASE, MIRROR, ROLE_FILES)["services"]["redis"]
+    assert other["hash"] != p["services"]["redis"]["hash"]
 
 
 def test_build_arguments_are_passed_and_hashed():
@@ -273,8 +275,9 @@ def test_pulled_and_built_images_have_the_same_majors():
     for major in (15, 17):
         done = subprocess.run(
             [repo / ".venv" / "bin" / "ansible", "localhost", "-o", "-m", "debug",
-             "-a", "msg={{ [cmx_postgres_image, _images_catalog.postgres.version, _images_catalog.postgres.suite,"
-                   " _images_catalog.postgres.build_args.PG_MAJOR, cmx_redis_image, _images_catalog.redis.version,"
+             "-a", "msg={{ [cmx_postgres_image, _images_catalog.postgres.version,"
+                   " _images_catalog.postgres.suite, _images_catalog.postgres.build_args.PG_MAJOR,"
+                   " cmx_redis_image, _images_catalog.redis.version,"
                    " _images_catalog.redis.suite] | join('@') }}",
              "-e", f"@{role / 'defaults' / 'main.yml'}", "-e", f"@{role / 'vars' / 'main.yml'}",
              "-e", f"cmx_postgres_major={major}", "-e", "cmx_project_dir=/tmp/cmx-images"],

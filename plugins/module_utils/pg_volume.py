@@ -61,10 +61,9 @@ def refusal(volume: str, found: str, major: int) -> str:
     return (
         f"The PostgreSQL data volume {volume} was written by PostgreSQL {found}, and the stack is set to run "
         f"{major} (cmx_postgres_major): a server cannot open another major's data. Nothing was started and "
-        f"the volume is untouched. Either keep {found} (set cmx_postgres_major: {found} if the stack can run "
-        f"it), or move the data to {major}: back it up from a server of {found} (bin/cmx backup), remove the "
-        f"old volume (bin/cmx down -e cmx_down_remove_volumes=true), converge with {major} (bin/cmx up) and "
-        "restore it (bin/cmx restore -e cmx_restore_from=<backup folder>); docs/database.md."
+        f"the volume is untouched. Either keep {found} (set cmx_postgres_major: {found}), or move the data "
+        f"to {major}: bin/cmx upgrade (a verified dump and restore; the old volume is kept for a rollback; "
+        "docs/database.md)."
     )
 
 

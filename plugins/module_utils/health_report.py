@@ -16,6 +16,14 @@ when not configured); "pgbouncer" and "supabase" are added only when their
 variables are set. Errors are never put in the JSON (they could describe
 internals); the server logs them to stderr when a service changes state.
 
+Supabase local is part of the report only when the inventory enables it
+(cmx_supabase_enabled: the stack renders HEALTH_SUPABASE_URL, the compose
+.env CMX_SUPABASE_ENABLED=true); otherwise "supabase" is absent, as the
+seed's smoke test skips it. When present it counts like every other service:
+down makes the report "unhealthy" and GET /health 503. The seed's contract has
+only "healthy" | "unhealthy" and its smoke test fails on a Supabase that does
+not answer, so there is no third "degraded" state a client would not expect.
+
 Configuration (environment; every secret also as ``<NAME>_FILE``, which wins):
 
 ==========================  ==================================================
@@ -41,7 +49,8 @@ HEALTH_S3_BUCKET            bucket for the signed HEAD check (optional)
 HEALTH_S3_ACCESS_KEY        access key (secret)
 HEALTH_S3_SECRET_KEY        secret key (secret)
 HEALTH_S3_REGION            default us-east-1
-HEALTH_SUPABASE_URL         optional: adds "supabase" (GET this URL)
+HEALTH_SUPABASE_URL         optional: adds "supabase" (GET this URL; the stack
+                            sets <Kong>/rest/v1/ when cmx_supabase_enabled)
 HEALTH_SUPABASE_ANON_KEY    sent as apikey header (secret)
 HEALTH_SUPABASE_EXPECTED    accepted statuses, default "200" with a key,
                             "200,401" without
@@ -413,6 +422,33 @@ def env_from_stack(project_dir: str) -> dict | None:
         "HEALTH_S3_SECRET_KEY_FILE": os.path.join(secrets, "s3_secret_key"),
     }
     env.update(_external_env(stack, secrets, user, dbname))
+    env.update(_supabase_env(stack, project_dir))
+    return env
+
+
+SUPABASE_DEFAULT_API_PORT = 54321
+
+
+def _supabase_env(stack: dict, project_dir: str) -> dict:
+    """HEALTH_SUPABASE_* when the stack says Supabase local is part of it (CMX_SUPABASE_ENABLED=true in the
+    compose .env): its API gateway (Kong) on the port the CLI publishes on every host interface
+    (CMX_SUPABASE_API_PORT, cmx_supabase_api_port), probed at 127.0.0.1. The anon key the supabase role
+    wrote into the app .env is sent when there is one (then only 200 counts as up)."""
+    if (stack.get("CMX_SUPABASE_ENABLED") or "").strip().lower() not in ("1", "true", "yes", "on"):
+        return {}
+    port = stack.get("CMX_SUPABASE_API_PORT") or str(SUPABASE_DEFAULT_API_PORT)
+    if port == "0":  # [api] disabled (cmx_supabase_api_enabled: false): no gateway to probe
+        return {}
+    env = {"HEALTH_SUPABASE_URL": f"http://127.0.0.1:{port}/rest/v1/"}
+    app_env = os.path.join(project_dir, "app", ".env")
+    try:
+        key = (
+            read_env_file(app_env).get("NEXT_PUBLIC_SUPABASE_ANON_KEY", "") if os.path.isfile(app_env) else ""
+        )
+    except (OSError, UnicodeDecodeError):
+        key = ""
+    if key and not key.startswith("<"):  # "<get-from-supabase-start>": the .env.example placeholder
+        env["HEALTH_SUPABASE_ANON_KEY"] = key
     return env
 
 
@@ -643,6 +679,8 @@ def check(config: HealthConfig, out=None, verbose: bool = False) -> int:
             sys.stderr.write(f"{res.name}: down - {res.error}\n")
         elif verbose:
             sys.stderr.write(f"{res.name}: up ({res.latency_ms} ms)\n")
+    if verbose and "supabase" not in config.specs:
+        sys.stderr.write("supabase: skipped (not enabled: cmx_supabase_enabled is false for this stack)\n")
     return 0 if report["status"] == HEALTHY else 2
 
 

@@ -145,10 +145,10 @@ class Lab:
         docker(*args, image, *command)
         return name
 
-    def holder(self, image: str, volume: str, service: str, user: str) -> str:
+    def holder(self, image: str, volume: str, service: str, user: str, role: str = "holder") -> str:
         """A container that only keeps `volume` mounted (at /v) and lets the test change files on it."""
         return self.run(
-            "holder", image, "sleep", "infinity", user=user, service=service, mounts=(f"{volume}:/v",),
+            role, image, "sleep", "infinity", user=user, service=service, mounts=(f"{volume}:/v",),
             entrypoint="",
         )  # fmt: skip
 

@@ -135,6 +135,16 @@ def test_postgres_settings_and_names_reach_compose_unchanged(rendered):
     assert services["postgres"]["image"] == "cmx/postgres:test"
 
 
+def test_postgres_keeps_its_wal_on_its_own_volume(rendered):
+    compose = yaml.safe_load((rendered / "docker-compose.yml").read_text())
+    postgres = compose["services"]["postgres"]
+    assert "postgres_data:/var/lib/postgresql/data" in postgres["volumes"]
+    assert "postgres_wal:/var/lib/postgresql/wal" in postgres["volumes"]
+    # A folder on the WAL volume, not its root: the entrypoint moves an old cluster's pg_wal there safely.
+    assert postgres["environment"]["POSTGRES_INITDB_WALDIR"] == "/var/lib/postgresql/wal/pg_wal"
+    assert {"postgres_data", "postgres_wal", "redis_data", "storage_data"} <= set(compose["volumes"])
+
+
 def test_redis_conf_requires_exactly_the_password(rendered):
     config = (rendered / "secrets" / "redis.conf").read_text(encoding="utf-8")
     # The rendered file binds 6379 and /data: the test server gets its own port and folder on top.

@@ -336,7 +336,9 @@ def test_round_trip_backup_volumes_removed_restore(inv):
     playbook("playbooks/down.yml", "-e", "cmx_down_remove_volumes=true")
     label = f"label=com.docker.compose.project={PROJECT}"
     volumes = docker("volume", "ls", "-q", "--filter", label).stdout.split()
-    assert not any(v.endswith(("_postgres_data", "_redis_data", "_storage_data")) for v in volumes), volumes
+    assert not any(
+        v.endswith(("_postgres_data", "_postgres_wal", "_redis_data", "_storage_data")) for v in volumes
+    ), volumes
     playbook("dev.yml")
     assert f"{PREFIX}plain".encode() not in set(rds(inv).scan_iter(match=f"{PREFIX}*"))
     assert not [k for k in bucket_state(inv) if k.startswith(f"bk-{MARK}/")]

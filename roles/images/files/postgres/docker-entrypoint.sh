@@ -24,6 +24,13 @@
 #   - init scripts with Windows (CRLF) line endings are rejected before anything is written;
 #   - pg_hba.conf: local connections trust, TCP connections POSTGRES_HOST_AUTH_METHOD;
 #     password_encryption = scram-sha-256; listen_addresses = '*' for the real server.
+#   - with POSTGRES_INITDB_WALDIR (the stack: a folder on its own volume), a cluster initialised
+#     without it (pg_wal a plain folder inside $PGDATA) gets its WAL moved there once, before the
+#     server starts: copied to a temporary folder, synced, renamed into place, then pg_wal becomes a
+#     symbolic link to it (move_wal_out below: a start interrupted at any step resumes or redoes
+#     it, and $PGDATA/pg_wal stays the one valid copy until the link exists);
+#   - a new cluster whose WAL folder already holds files (the WAL volume of a removed data volume)
+#     is refused: initdb would fail on it anyway, and the files belong to no cluster left.
 set -Eeuo pipefail
 shopt -s nullglob
 
@@ -169,10 +176,13 @@ run_init_script() {
 }
 
 # The named volume holding $PGDATA (from the mount table: .../volumes/<name>/_data), if any.
-data_volume() {
-    local best='' best_len=0 root mount_point
+data_volume() { volume_of "$PGDATA"; }
+
+# The named volume holding the folder $1, if any.
+volume_of() {
+    local path=$1 best='' best_len=0 root mount_point
     while read -r _ _ _ root mount_point _; do
-        if [[ $PGDATA == "$mount_point" || $PGDATA == "$mount_point"/* ]] && ((${#mount_point} > best_len)); then
+        if [[ $path == "$mount_point" || $path == "$mount_point"/* ]] && ((${#mount_point} > best_len)); then
             best=$root best_len=${#mount_point}
         fi
     done </proc/self/mountinfo
@@ -182,9 +192,12 @@ data_volume() {
 }
 
 remove_volume_hint() {
-    local volume
+    local volume wal_volume=''
     volume=$(data_volume 2>/dev/null || true)
-    if [[ -n $volume ]]; then
+    [[ -z $POSTGRES_INITDB_WALDIR ]] || wal_volume=$(volume_of "$POSTGRES_INITDB_WALDIR" 2>/dev/null || true)
+    if [[ -n $volume && -n $wal_volume ]]; then
+        printf 'remove the data volume %s and the WAL volume %s (docker volume rm %s %s once its container is removed; or the whole stack: bin/cmx down -e cmx_down_remove_volumes=true, which also deletes the Redis and storage volumes) and start again' "$volume" "$wal_volume" "$volume" "$wal_volume"
+    elif [[ -n $volume ]]; then
         printf 'remove the data volume %s (docker volume rm %s once its container is removed; or the whole stack: bin/cmx down -e cmx_down_remove_volumes=true, which also deletes the Redis and storage volumes) and start again' "$volume" "$volume"
     else
         printf 'empty the data directory %s or remove its volume (the whole stack: bin/cmx down -e cmx_down_remove_volumes=true, which also deletes the Redis and storage volumes) and start again' "$PGDATA"
@@ -245,7 +258,14 @@ initialise() {
     local -a initdb_args=()
     # POSTGRES_INITDB_ARGS is split like shell words ("--locale=C --data-checksums").
     eval "initdb_args=( $POSTGRES_INITDB_ARGS )"
-    [[ -z $POSTGRES_INITDB_WALDIR ]] || initdb_args+=(--waldir "$POSTGRES_INITDB_WALDIR")
+    if [[ -n $POSTGRES_INITDB_WALDIR ]]; then
+        mkdir -p "$POSTGRES_INITDB_WALDIR"
+        chmod 0700 "$POSTGRES_INITDB_WALDIR"
+        if [[ -n $(ls -A "$POSTGRES_INITDB_WALDIR") ]]; then
+            die "refusing to initialise $PGDATA: its WAL folder $POSTGRES_INITDB_WALDIR (POSTGRES_INITDB_WALDIR) is not empty, so it holds the WAL of an earlier cluster whose data directory is gone (the data volume was removed, the WAL volume kept). Nothing was written. That WAL is no use without its data directory: $(remove_volume_hint)"
+        fi
+        initdb_args+=(--waldir "$POSTGRES_INITDB_WALDIR")
+    fi
 
     trap on_init_exit EXIT
     log "initialising $PGDATA (initdb)"
@@ -295,6 +315,64 @@ EOF
     log "initialisation complete; starting PostgreSQL"
 }
 
+# The WAL folder (POSTGRES_INITDB_WALDIR) must be writable, or creatable, by the user the server runs as.
+check_wal_folder() {
+    local wal=${POSTGRES_INITDB_WALDIR%/} parent
+    parent=$(dirname "$wal")
+    if [[ -d $wal && -w $wal ]] || { [[ ! -e $wal ]] && [[ -w $parent ]]; }; then
+        return 0
+    fi
+    local where=$wal
+    [[ -e $wal ]] || where=$parent
+    die "cannot write the WAL folder $wal (POSTGRES_INITDB_WALDIR): $where belongs to $(stat -c %U:%G "$where") and is not writable by $(id -un), the user PostgreSQL runs as. Nothing was changed. In the stack the converge gives the WAL volume to the postgres user before PostgreSQL starts: start it with bin/cmx up (not docker compose up alone), or give the volume's root to that user (docker run --rm --user 0 --cap-add CHOWN -v <project>_postgres_wal:/w --entrypoint chown <image> postgres:postgres /w)"
+}
+
+# Move the WAL of a cluster initialised without --waldir to $POSTGRES_INITDB_WALDIR, once, with the
+# server stopped (this runs before it starts). $PGDATA/pg_wal stays the valid copy until the link
+# replaces it, so every interrupted step is redone or finished by the next start:
+#   1. copy pg_wal to <waldir>.cmx-partial (a leftover one is deleted first), sync;
+#   2. rename it to <waldir> (atomic, same file system), sync;
+#   3. rename $PGDATA/pg_wal to $PGDATA/pg_wal.cmx-moved, create the link $PGDATA/pg_wal, sync;
+#   4. delete $PGDATA/pg_wal.cmx-moved.
+# A start that finds <waldir> complete but no link yet (killed between 2 and 3) copies again: the
+# folder in $PGDATA is the one the server used last. One that finds pg_wal.cmx-moved and no pg_wal
+# (killed inside 3) puts the folder back first.
+move_wal_out() {
+    local wal=${POSTGRES_INITDB_WALDIR%/} old=$PGDATA/pg_wal
+    local moved=$old.cmx-moved partial=$wal.cmx-partial
+    if [[ ! -e $old && ! -L $old && -d $moved ]]; then
+        log "an earlier move of the WAL was interrupted before $old was linked; putting $moved back"
+        mv -T "$moved" "$old"
+    fi
+    if [[ -L $old ]]; then
+        if [[ $(readlink "$old") != "$wal" ]]; then
+            log "WARNING: $old links to $(readlink "$old"), not to POSTGRES_INITDB_WALDIR=$wal; left as it is"
+        elif [[ -e $moved ]]; then
+            log "the WAL is in $wal; deleting the old folder $moved left by an interrupted move"
+            rm -rf "$moved"
+        fi
+        return 0
+    fi
+    [[ -d $old ]] || die "refusing to start: $old is missing, so $PGDATA has no WAL; restore it from a backup"
+    if [[ -e $wal && $(stat -c %m "$wal") == "$wal" ]]; then
+        log "WARNING: POSTGRES_INITDB_WALDIR=$wal is a mount point, so the WAL cannot be moved into it safely (a folder on the volume can); $old is left where it is"
+        return 0
+    fi
+    log "moving the WAL of $PGDATA from $old to $wal (its own volume); the server starts afterwards"
+    rm -rf "$partial"
+    [[ ! -e $wal ]] || rm -rf "$wal"
+    cp -a "$old" "$partial"
+    sync
+    mv -T "$partial" "$wal"
+    sync
+    mv -T "$old" "$moved"
+    ln -s "$wal" "$old"
+    sync
+    rm -rf "$moved"
+    sync
+    log "the WAL of $PGDATA is in $wal now ($old links to it)"
+}
+
 main() {
     if [[ ${1:0:1} == - ]]; then
         set -- postgres "$@"
@@ -306,8 +384,10 @@ main() {
     if [[ $(id -u) == 0 ]]; then
         drop_privileges "$@"
     fi
+    [[ -z $POSTGRES_INITDB_WALDIR ]] || check_wal_folder
     if has_data; then
         check_existing_data
+        [[ -z $POSTGRES_INITDB_WALDIR ]] || move_wal_out
     else
         initialise "${@:2}"
     fi

@@ -57,6 +57,11 @@ GLOBALS_FILE = f"{DUMP_DIR}/globals.sql"
 RESTORE_SUFFIX = "__restore"
 PREVIOUS_INFIX = "_before_restore_"
 SWAP_ATTEMPTS = 3
+# pg_dump --compress when none is asked for and pg_dump is 16 or newer (dump_compression).
+DEFAULT_COMPRESSION = "lz4"
+# Settings of the pg_restore session (PGOPTIONS): its index builds sort in memory instead of in temporary
+# files (the server's maintenance_work_mem is sized for a running application, not a bulk load).
+RESTORE_SESSION_OPTIONS = "-c maintenance_work_mem=256MB"
 MAX_IDENTIFIER = 63
 
 TABLES_SQL = """
@@ -216,6 +221,20 @@ def _tool_version(container, tool: str, docker: str) -> str:
     return re.sub(r"^\S+ \(PostgreSQL\) ", "", result.stdout.decode().strip())
 
 
+def dump_compression(requested: str, pg_dump_version: str) -> str:
+    """The ``pg_dump --compress`` value a dump uses ("" = pg_dump's own default, gzip).
+
+    ``requested`` empty (the default): ``lz4`` when pg_dump is 16 or newer (the first to offer it), else
+    pg_dump's default. lz4 costs a fraction of gzip's CPU time at both ends (measured in
+    docs/benchmarks.md), for a larger file; the archive stays custom format, which every pg_restore of
+    the same or a newer major reads. Anything else (``gzip:6``, ``zstd:3``, ``none``) is used as given.
+    """
+    if requested:
+        return requested
+    found = re.match(r"[0-9]+", pg_dump_version or "")
+    return DEFAULT_COMPRESSION if found and int(found.group(0)) >= 16 else ""
+
+
 def dump(
     *,
     connection: dict,
@@ -228,12 +247,15 @@ def dump(
     """Dump the database of ``connection`` and the cluster's roles into ``folder/postgres/``.
 
     The tools run in ``container``, or (empty) in a one-off container of ``image`` (see :func:`client`).
+    ``compression``: see :func:`dump_compression`.
     Returns ``{"files": {relpath: {size, sha256}}, "postgres": {...manifest section...}}``.
     """
     user, database = connection["user"], connection["dbname"]
     runner, env = client(connection, container, image)
     os.makedirs(os.path.join(folder, DUMP_DIR), mode=0o700, exist_ok=True)
     dump_rel = dump_file_name(database)
+    pg_dump_version = _tool_version(runner, "pg_dump", docker)
+    compression = dump_compression(compression, pg_dump_version)
 
     conn = connect(connection, application_name="cmx_backup")
     try:
@@ -289,7 +311,6 @@ def dump(
         env=env,
         docker=docker,
     )
-    pg_dump_version = _tool_version(runner, "pg_dump", docker)
     extra = {}
     if not container:
         extra = {"client_image": image, "globals_scope": "roles", "role_passwords": bool(superuser)}
@@ -310,6 +331,8 @@ def dump(
             "locale_provider": row.get("datlocprovider"),
             "icu_locale": row.get("datlocale") or row.get("daticulocale"),
             "dump_file": dump_rel,
+            # what --compress got ("" = pg_dump's default, gzip); pg_restore reads any of them
+            "compression": compression,
             "globals_file": GLOBALS_FILE,
             "dump_seconds": round(dumped.seconds, 3),
             "tables": counted["tables"],
@@ -505,7 +528,7 @@ def _swap(container, user, env, docker, maintenance_db, script, cursor, database
     return ""
 
 
-def restore(
+def load(
     *,
     connection: dict,
     container: str,
@@ -514,26 +537,20 @@ def restore(
     managed_roles: list[str],
     check_counts: bool = True,
     exact_counts: bool = False,
-    init_sql: str = "",
     docker: str = "docker",
     maintenance_db: str = "postgres",
-    keep_previous: int = 1,
-    now: datetime.datetime | None = None,
     image: str = "",
 ) -> dict:
-    """Restore the manifest's ``postgres`` section from ``folder`` (checksums already verified).
+    """The first half of :func:`restore`: the backup into a fresh side database, its rows counted.
 
-    Until the swap commits, any failure drops the scratch database and the roles created for it: the live
-    database and the cluster's roles are as they were ("nothing was replaced"). After the swap the live
-    database's previous content is ``previous_database``; the ``keep_previous`` newest such copies are kept.
-    The tools run in ``container``, or (empty) in a one-off container of ``image``; ``init_sql`` is then a
-    file on the host (mounted read-only), else a path inside the container.
+    Nothing live is touched: the side database ``<db>__restore`` and the roles created bare for it are
+    the only changes, and any failure drops them again ("nothing was replaced"). Returns what
+    :func:`swap_in` (or, to give up, :func:`abandon`) needs: ``scratch``, ``scratch_oid``,
+    ``created_roles``, the counts (``tables``, ``counted_by``, ``problems``), ``warnings`` and
+    ``restore_seconds``. Meanwhile the live data can still be backed up (restore.yml's backup first).
     """
     user, database = connection["user"], connection["dbname"]
     runner, env = client(connection, container, image)
-    init_runner = runner
-    if init_sql and not container:
-        init_runner, _ = client(connection, container, image, files=(init_sql,))
     scratch = restore_database_name(database)
     warnings: list[str] = []
     with open(os.path.join(folder, section["globals_file"]), encoding="utf-8") as handle:
@@ -543,14 +560,10 @@ def restore(
     admin.autocommit = True
     created_roles: list[str] = []
     scratch_oid = None
-    swapped = False
     try:
         cursor = admin.cursor()
-        cursor.execute(
-            "SELECT pg_catalog.current_setting('server_version_num')::int, "
-            "pg_catalog.current_setting('is_superuser') = 'on'"
-        )
-        version_num, superuser = cursor.fetchone()
+        cursor.execute("SELECT pg_catalog.current_setting('server_version_num')::int")
+        version_num = cursor.fetchone()[0]
         if not container:
             # pg_restore newer than the server writes settings the server lacks (17: transaction_timeout).
             tools = _tool_version(runner, "pg_restore", docker)
@@ -561,10 +574,6 @@ def restore(
                     f"is {version_num // 10000}; restore with an image of the server's major version "
                     "(cmx_postgres_image)"
                 )
-        # A non-superuser (a managed server's master login) skips what it may not do, with a warning.
-        globals_sql = backup.prepare_globals_sql(
-            globals_text, managed_roles, tolerate_privileges=not superuser
-        )
         if section.get("role_passwords") is False:
             warnings.append(
                 "the backup has no role passwords (taken by a non-superuser): roles it creates have none"
@@ -592,7 +601,7 @@ def restore(
             cursor.execute(create_database_sql(scratch, owner, section, with_locale=False))
         scratch_oid = _database_oid(cursor, scratch)
 
-        # 3. pg_restore, all or nothing.
+        # 3. pg_restore, all or nothing (any compression pg_dump wrote: gzip, lz4, zstd, none).
         dump_path = os.path.join(folder, section["dump_file"])
         try:
             restored = exec_from_file(
@@ -606,7 +615,7 @@ def restore(
                     f"--dbname={scratch}",
                 ],
                 dump_path,
-                env=env,
+                env={**env, "PGOPTIONS": RESTORE_SESSION_OPTIONS},
                 docker=docker,
             )
         except ExecError as exc:
@@ -623,7 +632,89 @@ def restore(
                 "row counts after pg_restore differ from the manifest, nothing was replaced: "
                 + "; ".join(problems)
             )
+    except (backup.BackupError, ExecError, psycopg2.Error) as exc:
+        message = str(exc).strip()
+        if not isinstance(exc, backup.BackupError):
+            message = f"restore failed before the swap, nothing was replaced: {mask_secrets(message)}"
+        loaded = {"scratch": scratch, "scratch_oid": scratch_oid, "created_roles": created_roles}
+        cleanup = abandon(connection=connection, loaded=loaded, maintenance_db=maintenance_db)
+        if cleanup:
+            message += " (cleanup: " + "; ".join(cleanup) + ")"
+        raise PostgresBackupError(message) from exc
+    finally:
+        admin.close()
+    return {
+        "scratch": scratch,
+        "scratch_oid": scratch_oid,
+        "created_roles": created_roles,
+        "tables": tables,
+        "counted_by": counted_by,
+        "problems": problems,
+        "warnings": warnings,
+        "restore_seconds": round(restored.seconds, 3),
+    }
 
+
+def abandon(*, connection: dict, loaded: dict, maintenance_db: str = "postgres") -> list[str]:
+    """Give up a :func:`load` that was not swapped in: drop its side database and the roles created for
+    it (none when the swap was committed already). Returns what could not be cleaned up."""
+    return _abandon(
+        connection,
+        maintenance_db,
+        connection["dbname"],
+        loaded.get("scratch") or restore_database_name(connection["dbname"]),
+        loaded.get("scratch_oid"),
+        list(loaded.get("created_roles") or []),
+    )
+
+
+def swap_in(
+    *,
+    connection: dict,
+    container: str,
+    folder: str,
+    section: dict,
+    managed_roles: list[str],
+    loaded: dict,
+    init_sql: str = "",
+    docker: str = "docker",
+    maintenance_db: str = "postgres",
+    keep_previous: int = 1,
+    now: datetime.datetime | None = None,
+    image: str = "",
+) -> dict:
+    """The second half of :func:`restore`: the side database of :func:`load` takes the live one's place.
+
+    One transaction applies the backup's roles and renames (steps 5); a failure before it commits drops
+    the side database and the roles created for it. Then the init SQL (6) and the set-aside copies
+    beyond ``keep_previous`` (7). Returns :func:`restore`'s result.
+    """
+    user, database = connection["user"], connection["dbname"]
+    runner, env = client(connection, container, image)
+    init_runner = runner
+    if init_sql and not container:
+        init_runner, _ = client(connection, container, image, files=(init_sql,))
+    scratch, scratch_oid = loaded["scratch"], loaded.get("scratch_oid")
+    warnings = list(loaded.get("warnings") or [])
+    with open(os.path.join(folder, section["globals_file"]), encoding="utf-8") as handle:
+        globals_text = handle.read()
+
+    admin = connect(connection, dbname=maintenance_db, application_name="cmx_restore")
+    admin.autocommit = True
+    swapped = False
+    try:
+        cursor = admin.cursor()
+        cursor.execute("SELECT pg_catalog.current_setting('is_superuser') = 'on'")
+        superuser = cursor.fetchone()[0]
+        if scratch_oid is None or _database_oid(cursor, scratch) != scratch_oid:
+            raise PostgresBackupError(
+                f"the restored copy {scratch} is gone (or another one took its name), nothing was replaced; "
+                "run the restore again"
+            )
+        # A non-superuser (a managed server's master login) skips what it may not do, with a warning.
+        globals_sql = backup.prepare_globals_sql(
+            globals_text, managed_roles, tolerate_privileges=not superuser
+        )
         # 5. Swap, with the backup's roles, in one transaction: the live database is renamed aside.
         cursor.execute("SELECT datname FROM pg_catalog.pg_database")
         names = {row[0] for row in cursor.fetchall()}
@@ -640,7 +731,7 @@ def restore(
         message = str(exc).strip()
         if not isinstance(exc, backup.BackupError):
             message = f"restore failed before the swap, nothing was replaced: {mask_secrets(message)}"
-        cleanup = _abandon(connection, maintenance_db, database, scratch, scratch_oid, created_roles)
+        cleanup = abandon(connection=connection, loaded=loaded, maintenance_db=maintenance_db)
         if cleanup:
             message += " (cleanup: " + "; ".join(cleanup) + ")"
         raise PostgresBackupError(message) from exc
@@ -661,19 +752,59 @@ def restore(
 
     # 7. Verified and in place: set-aside copies beyond keep_previous go.
     dropped, kept_names = _prune_previous(connection, maintenance_db, database, keep_previous, warnings)
+    tables = loaded.get("tables") or {}
     return {
         "tables": tables,
         "report": backup.count_report(section.get("tables") or {}, tables),
-        "counted_by": counted_by,
-        "problems": problems,
+        "counted_by": loaded.get("counted_by", ""),
+        "problems": loaded.get("problems") or [],
         "warnings": warnings,
-        "restore_seconds": round(restored.seconds, 3),
+        "restore_seconds": loaded.get("restore_seconds", 0),
         "previous_database": previous if previous in kept_names else None,
         "kept_previous": kept_names,
         "dropped_previous": dropped,
-        "created_roles": created_roles,
+        "created_roles": list(loaded.get("created_roles") or []),
         "rollback": rollback if previous in kept_names else "",
     }
+
+
+def restore(
+    *,
+    connection: dict,
+    container: str,
+    folder: str,
+    section: dict,
+    managed_roles: list[str],
+    check_counts: bool = True,
+    exact_counts: bool = False,
+    init_sql: str = "",
+    docker: str = "docker",
+    maintenance_db: str = "postgres",
+    keep_previous: int = 1,
+    now: datetime.datetime | None = None,
+    image: str = "",
+) -> dict:
+    """Restore the manifest's ``postgres`` section from ``folder`` (checksums already verified):
+    :func:`load` then :func:`swap_in`.
+
+    Until the swap commits, any failure drops the scratch database and the roles created for it: the live
+    database and the cluster's roles are as they were ("nothing was replaced"). After the swap the live
+    database's previous content is ``previous_database``; the ``keep_previous`` newest such copies are kept.
+    The tools run in ``container``, or (empty) in a one-off container of ``image``; ``init_sql`` is then a
+    file on the host (mounted read-only), else a path inside the container.
+    """
+    common = {
+        "connection": connection,
+        "container": container,
+        "folder": folder,
+        "section": section,
+        "managed_roles": managed_roles,
+        "docker": docker,
+        "maintenance_db": maintenance_db,
+        "image": image,
+    }
+    loaded = load(**common, check_counts=check_counts, exact_counts=exact_counts)
+    return swap_in(**common, loaded=loaded, init_sql=init_sql, keep_previous=keep_previous, now=now)
 
 
 def _prune_previous(

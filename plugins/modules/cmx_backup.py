@@ -68,7 +68,7 @@ options:
         description: The stack's rendered compose C(.env), read for C(CMX_POSTGRES_IMAGE) without an image.
         type: path
       compression:
-        description: C(pg_dump --compress) value (C(lz4), C(zstd:3) ...); empty keeps pg_dump's default.
+        description: C(pg_dump --compress) value (C(gzip), C(zstd:3) ...); empty - C(lz4) with pg_dump 16+.
         type: str
         default: ""
       connection:

@@ -19,6 +19,12 @@ description:
     aside as C(<db>_before_restore_<UTC time>) and rename the restored one into place. Any failure before
     that commit drops the copy and the roles created for it - nothing was replaced. Then O(init_sql) runs
     in the restored database, and set-aside databases beyond the O(keep_previous) newest are dropped.
+  - The same restore in two calls, so that something else (restore.yml's backup of the current data) runs
+    while pg_restore fills the side database - O(action=load) does everything up to the row counts and
+    returns the state, O(action=swap) given that state as O(loaded) does the rest; O(action=abandon) drops
+    the side database and the roles created for it instead (a restore given up between the two).
+  - O(action=dump) uses O(compression), by default C(lz4) when C(pg_dump) is 16 or newer (else pg_dump's
+    default, gzip); a restore reads any compression of the custom format, so older backups restore as before.
   - Without O(container) (an external, managed server) the tools run in a one-off container of O(image) on
     the host network (C(docker run --rm -i --network host)), connected like the module (host, port, sslmode,
     the CA file mounted read-only); roles are C(pg_dumpall --roles-only), C(--no-role-passwords) for a
@@ -28,10 +34,10 @@ version_added: 0.1.0
 author: CleanMateX DevOps
 options:
   action:
-    description: Dump or restore.
+    description: Dump, restore, or a restore in two steps (load, then swap or abandon).
     type: str
     required: true
-    choices: [dump, restore]
+    choices: [dump, restore, load, swap, abandon]
   container:
     description: The PostgreSQL container; empty for an external server (the tools then run from O(image)).
     type: str
@@ -68,9 +74,15 @@ options:
     type: path
     required: true
   compression:
-    description: C(pg_dump --compress) value (for example C(zstd:3) or C(lz4)); empty keeps pg_dump's default.
+    description:
+      - C(pg_dump --compress) value (for example C(gzip), C(zstd:3), C(none)). Empty - C(lz4) when C(pg_dump)
+        is 16 or newer, else pg_dump's default (gzip).
     type: str
     default: ""
+  loaded:
+    description: What O(action=load) returned (its RV(loaded)), for O(action=swap) and O(action=abandon).
+    type: dict
+    default: {}
   section:
     description: The manifest's C(postgres) section (O(action=restore)).
     type: dict
@@ -132,8 +144,17 @@ postgres:
   type: dict
 tables:
   description: Row counts per table of the restored database.
-  returned: restore
+  returned: restore, load, swap
   type: dict
+loaded:
+  description: The side database filled by O(action=load) (name, oid, roles created for it, row counts).
+  returned: load
+  type: dict
+cleanup_problems:
+  description: What O(action=abandon) could not drop.
+  returned: abandon
+  type: list
+  elements: str
 report:
   description: One line per table - rows after the restore, rows in the backup, ok or DIFFERS.
   returned: restore
@@ -181,7 +202,11 @@ from ansible_collections.cleanmatex.infra.plugins.module_utils.backup_exec impor
 def main():
     module = AnsibleModule(
         argument_spec={
-            "action": {"type": "str", "required": True, "choices": ["dump", "restore"]},
+            "action": {
+                "type": "str",
+                "required": True,
+                "choices": ["dump", "restore", "load", "swap", "abandon"],
+            },
             "container": {"type": "str", "default": "cmx-postgres"},
             "image": {"type": "str", "default": ""},
             "env_file": {"type": "path"},
@@ -198,6 +223,7 @@ def main():
             "exact_counts": {"type": "bool", "default": False},
             "init_sql": {"type": "str", "default": ""},
             "keep_previous": {"type": "int", "default": 1},
+            "loaded": {"type": "dict", "default": {}},
         },
         supports_check_mode=False,
     )
@@ -220,24 +246,37 @@ def main():
                 image=image,
             )
             module.exit_json(changed=True, **result)
+        if params["action"] == "abandon":
+            problems = backup_postgres.abandon(connection=connection, loaded=params["loaded"])
+            module.exit_json(changed=True, cleanup_problems=problems)
         section = params["section"]
         if params["keep_previous"] < 0:
             module.fail_json(msg="keep_previous must be 0 (drop the set-aside database) or more")
         if not section.get("dump_file") or not section.get("globals_file"):
             module.fail_json(msg="section must be the manifest's postgres section (dump_file, globals_file)")
-        result = backup_postgres.restore(
-            connection=connection,
-            container=params["container"],
-            folder=params["folder"],
-            section=section,
-            managed_roles=params["managed_roles"] or [connection["user"]],
-            check_counts=params["check_counts"],
-            exact_counts=params["exact_counts"],
-            init_sql=params["init_sql"],
-            keep_previous=params["keep_previous"],
-            docker=docker,
-            image=image,
-        )
+        if params["action"] == "swap" and not params["loaded"].get("scratch"):
+            module.fail_json(msg="action=swap needs loaded: what action=load returned (its loaded)")
+        common = {
+            "connection": connection,
+            "container": params["container"],
+            "folder": params["folder"],
+            "section": section,
+            "managed_roles": params["managed_roles"] or [connection["user"]],
+            "docker": docker,
+            "image": image,
+        }
+        counting = {"check_counts": params["check_counts"], "exact_counts": params["exact_counts"]}
+        swapping = {"init_sql": params["init_sql"], "keep_previous": params["keep_previous"]}
+        if params["action"] == "load":
+            loaded = backup_postgres.load(**common, **counting)
+            for warning in loaded["warnings"]:
+                module.warn(warning)
+            module.exit_json(changed=True, loaded=loaded, tables=loaded["tables"])
+        if params["action"] == "swap":
+            loaded = {**params["loaded"], "warnings": []}  # the load's warnings were shown by the load
+            result = backup_postgres.swap_in(**common, loaded=loaded, **swapping)
+        else:
+            result = backup_postgres.restore(**common, **counting, **swapping)
         for warning in result.pop("warnings"):
             module.warn(warning)
         module.exit_json(changed=True, **result)

@@ -366,6 +366,10 @@ def test_network_dump_and_restore_through_the_image_runner(managed_db, tmp_path,
     assert section["client_image"] == IMAGE and section["globals_scope"] == "roles"
     assert section["role_passwords"] is True  # a superuser login
     assert section["pg_dump_version"].startswith("17.")
+    # pg_dump 16+ compresses with lz4 unless told otherwise
+    assert section["compression"] == "lz4"
+    dump_argv = next(argv for argv in calls if "pg_dump" in argv)
+    assert "--compress=lz4" in dump_argv
     assert all(argv[1:3] == ["run", "--rm"] for argv in calls), "docker exec used for an external server"
     assert not any(managed_db.password in " ".join(argv) for argv in calls), "the password on a command line"
     assert b"CREATE ROLE" in (folder / section["globals_file"]).read_bytes()
@@ -390,6 +394,28 @@ def test_network_dump_and_restore_through_the_image_runner(managed_db, tmp_path,
             argv, check=True, capture_output=True, env=dict(os.environ, PGPASSWORD=managed_db.password)
         )
         assert rows(managed_db) == ["a", "b", "c"]
+    finally:
+        _drop_copies(managed_db)
+
+
+@needs_image
+def test_an_old_gzip_backup_restores_with_the_current_tools(managed_db, tmp_path):
+    """A backup as taken before lz4 was the default (gzip, no compression field) still restores."""
+    managed_db.query("CREATE TABLE t (v text)")
+    managed_db.query("INSERT INTO t VALUES ('a'), ('b')")
+    folder = tmp_path / "backup"
+    section = backup_postgres.dump(
+        connection=managed_db.params, container="", folder=str(folder), image=IMAGE, compression="gzip"
+    )["postgres"]
+    assert section["compression"] == "gzip"
+    old = {key: value for key, value in section.items() if key != "compression"}
+    managed_db.query("INSERT INTO t VALUES ('c')")
+    try:
+        result = backup_postgres.restore(
+            connection=managed_db.params, container="", image=IMAGE, folder=str(folder), section=old,
+            managed_roles=[managed_db.user],
+        )  # fmt: skip
+        assert rows(managed_db) == ["a", "b"] and result["problems"] == []
     finally:
         _drop_copies(managed_db)
 

@@ -261,3 +261,90 @@ def test_previous_names_fit_and_sort():
         "db_before_restore_20250601_120000",
         "db_before_restore_20250601_120000_2",
     ]
+
+
+def _two_step_options(db: TestDatabase, folder, section, docker) -> dict:
+    return {
+        "connection": db.params,
+        "container": "fake",
+        "folder": str(folder),
+        "section": section,
+        "managed_roles": [db.user],
+        "docker": docker,
+    }
+
+
+def test_load_touches_nothing_live_and_abandon_drops_what_it_made(fresh_db, backed_up, docker):
+    """restore.yml's first step: the side database is filled while the live one stays as it is; giving
+    up (the backup taken first failed) drops the side database and the roles created for it."""
+    folder, section, tag = backed_up
+    common = _two_step_options(fresh_db, folder, section, docker)
+
+    loaded = backup_postgres.load(**common)
+
+    scratch = backup_postgres.restore_database_name(fresh_db.name)
+    assert loaded["scratch"] == scratch and loaded["created_roles"] == [f"{tag}_new"]
+    assert loaded["tables"] == {"public.t": 2} and loaded["problems"] == []
+    assert rows(fresh_db, scratch) == ["a", "b"], "the side database holds the backup"
+    assert rows(fresh_db) == ["a", "b", "c"] and role(fresh_db, f"{tag}_old") == (5, False)
+
+    assert backup_postgres.abandon(connection=fresh_db.params, loaded=loaded) == []
+    assert_nothing_replaced(fresh_db, tag)
+
+
+def test_load_then_swap_is_the_restore(fresh_db, backed_up, docker):
+    folder, section, tag = backed_up
+    common = _two_step_options(fresh_db, folder, section, docker)
+    moment = datetime.datetime(2025, 6, 1, 12, 0, 0, tzinfo=datetime.UTC)
+
+    loaded = backup_postgres.load(**common)
+    fresh_db.query("INSERT INTO t VALUES ('d')")  # written to the live database between the two steps
+    result = backup_postgres.swap_in(**common, loaded=loaded, now=moment)
+
+    previous = f"{fresh_db.name}_before_restore_20250601_120000"
+    assert rows(fresh_db) == ["a", "b"]
+    assert rows(fresh_db, previous) == ["a", "b", "c", "d"], "what was written meanwhile is kept aside"
+    assert result["created_roles"] == [f"{tag}_new"] and result["tables"] == {"public.t": 2}
+    assert role(fresh_db, f"{tag}_new") == (3, True) and role(fresh_db, f"{tag}_old") == (3, False)
+
+
+def test_swap_refuses_a_side_database_that_is_not_the_loaded_one(fresh_db, backed_up, docker):
+    folder, section, tag = backed_up
+    common = _two_step_options(fresh_db, folder, section, docker)
+    loaded = backup_postgres.load(**common)
+    scratch = loaded["scratch"]
+    admin(fresh_db, f'DROP DATABASE "{scratch}"')
+    admin(fresh_db, f'CREATE DATABASE "{scratch}"')  # same name, another database
+
+    with pytest.raises(backup_postgres.PostgresBackupError, match=r"is gone .*nothing was replaced"):
+        backup_postgres.swap_in(**common, loaded=loaded)
+    assert_nothing_replaced(fresh_db, tag)
+
+
+def test_a_backup_with_the_old_gzip_dump_and_manifest_restores(fresh_db, backed_up, docker):
+    """Backups taken before lz4 became the default: a gzip custom-format dump, no compression field."""
+    folder, section, _ = backed_up
+    assert section["compression"] in ("", "gzip")  # this host's pg_dump 15: pg_dump's default, gzip
+    with open(folder / section["dump_file"], "rb") as handle:
+        header = handle.read(5)
+    assert header == b"PGDMP"
+    old = {key: value for key, value in section.items() if key != "compression"}
+
+    result = restore(fresh_db, folder, old, docker)
+
+    assert rows(fresh_db) == ["a", "b"] and result["problems"] == []
+
+
+@pytest.mark.parametrize(
+    ("requested", "version", "used"),
+    [
+        ("", "17.2 (Debian 17.2-1.pgdg120+1)", "lz4"),
+        ("", "16.0", "lz4"),
+        ("", "15.10", ""),
+        ("", "", ""),
+        ("gzip:6", "17.2", "gzip:6"),
+        ("zstd:3", "15.1", "zstd:3"),
+    ],
+)
+def test_dump_compression_is_lz4_where_pg_dump_has_it(requested, version, used):
+    assert backup_postgres.dump_compression(requested, version) == used

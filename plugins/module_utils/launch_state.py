@@ -8,7 +8,7 @@ Ansible.
 the supabase folder), dev.yml, ansible.cfg and galaxy.yml, and the environment variables a converge may
 read (ANSIBLE_*, CMX_*, DOCKER_*, HOME, USER, XDG_CACHE_HOME). Any difference, a container that is not
 healthy, a converge run since by other means (the stack's `.converged` stamp changed), or a stack whose
-inventory turns the fast re-run off (`cmx_fast_rerun: false`, recorded in that stamp) means ansible-
+inventory turns the fast re-run off (a `cmx_fast_rerun: false` line in its files) means ansible-
 playbook runs as usual. Only a plain `bin/cmx up` (no arguments, the dev inventory of ansible.cfg, the
 default folder) takes this path."""
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 
 from ansible_collections.cleanmatex.infra.plugins.filter.images import images_tree_hash
 from ansible_collections.cleanmatex.infra.plugins.module_utils.files import SyncResult, write_file
@@ -27,6 +28,8 @@ TREES = ("inventories", "roles", "plugins", "playbooks", "supabase")
 FILES = ("dev.yml", "ansible.cfg", "galaxy.yml")
 ENV_PREFIXES = ("ANSIBLE_", "CMX_", "DOCKER_")
 ENV_NAMES = ("HOME", "USER", "XDG_CACHE_HOME")
+INVENTORY = "inventories/dev"  # ansible.cfg's: the one a plain bin/cmx up converges
+FAST_RERUN_OFF = re.compile(r"^\s*cmx_fast_rerun:\s*[\"']?(false|no|off)\b", re.IGNORECASE | re.MULTILINE)
 
 
 def fingerprint(root: str, environ: dict) -> str:
@@ -44,6 +47,19 @@ def fingerprint(root: str, environ: dict) -> str:
     env = {k: v for k, v in environ.items() if k.startswith(ENV_PREFIXES) or k in ENV_NAMES}
     digest.update(json.dumps(env, sort_keys=True).encode())
     return digest.hexdigest()
+
+
+def fast_rerun_off(root: str) -> bool:
+    """Whether the dev inventory sets cmx_fast_rerun to false (bin/cmx up then always converges)."""
+    for folder, _, files in os.walk(os.path.join(root, INVENTORY)):
+        for name in files:
+            try:
+                with open(os.path.join(folder, name), encoding="utf-8", errors="replace") as handle:
+                    if FAST_RERUN_OFF.search(handle.read()):
+                        return True
+            except OSError:
+                continue
+    return False
 
 
 def _stamp(project_dir: str) -> tuple[str, dict]:
@@ -77,11 +93,11 @@ def why_not(root: str, project_dir: str, environ: dict, states=None) -> list[str
             record = json.load(handle)
     except (OSError, ValueError):
         return [f"no record of a plain bin/cmx up in {project_dir}"]
-    stamp_hash, stamp = _stamp(project_dir)
+    stamp_hash, _ = _stamp(project_dir)
     reasons = []
     if not stamp_hash or stamp_hash != record.get("converged"):
         reasons.append("a converge ran since by other means, or none completed")
-    if stamp.get("fast_rerun") is not True:
+    if fast_rerun_off(root):
         reasons.append("the inventory turns the fast re-run off (cmx_fast_rerun)")
     if record.get("fingerprint") != fingerprint(root, environ):
         reasons.append("the inventory, the collection or the environment changed")

@@ -62,7 +62,8 @@ def inspect(docker: str, volume: str, image: str) -> tuple[str, dict[str, int]]:
         return "", {}
     done = subprocess.run(
         [docker, "run", "--rm", "--network", "none", "--log-driver", "none", "--pull", "never",
-         "--entrypoint", "sh", "--mount", f"type=volume,source={volume},target=/d,readonly", image, "-c", SCRIPT],
+         "--entrypoint", "sh", "--mount", f"type=volume,source={volume},target=/d,readonly",
+         image, "-c", SCRIPT],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     if done.returncode != 0:
@@ -75,11 +76,12 @@ def inspect(docker: str, volume: str, image: str) -> tuple[str, dict[str, int]]:
 def refusal(volume: str, version: str, newest: int, too_new: dict[str, int]) -> str:
     files = ", ".join(f"{name} (format {fmt})" for name, fmt in sorted(too_new.items()))
     return (
-        f"The Redis data volume {volume} holds {files}, newer than Redis {version} of the stack's image reads "
-        f"(format {newest} at most): written by a newer Redis (Redis 8, built here before the stack moved "
-        "to Redis 7). Nothing was started and the volume is untouched. Either drop the Redis data (a dev cache: "
-        f"bin/cmx down, then docker volume rm {volume}, then bin/cmx up), or keep running the newer Redis for now: "
-        "set cmx_redis_image to its image (docker image ls cmx/redis) with cmx_image_source: auto."
+        f"The Redis data volume {volume} holds {files}, newer than Redis {version} of the stack's image "
+        f"reads (format {newest} at most): written by a newer Redis (Redis 8, built here before the stack "
+        "moved to Redis 7). Nothing was started and the volume is untouched. Either drop the Redis data (a "
+        f"dev cache: bin/cmx down, then docker volume rm {volume}, then bin/cmx up), or keep running the "
+        "newer Redis for now: set cmx_redis_image to its image (docker image ls cmx/redis) with "
+        "cmx_image_source: auto."
     )
 
 

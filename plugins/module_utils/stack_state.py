@@ -33,7 +33,6 @@ ARGUMENT_SPEC = {
     "containers": {"type": "list", "elements": "str", "default": []},
     "record": {"type": "bool", "default": False},
     "summary": {"type": "list", "elements": "str", "default": []},
-    "fast_rerun": {"type": "bool", "default": False},
 }
 
 
@@ -47,10 +46,8 @@ def read_stamp(project_dir: str) -> dict:
     return stamp if isinstance(stamp, dict) else {}
 
 
-def stamp_content(fingerprint: str, summary: list[str] | None = None, fast_rerun: bool = False) -> str:
-    """The stamp; fast_rerun says whether the inventory allows an early stop (bin/cmx up reads it too)."""
-    record = {"fingerprint": fingerprint, "summary": summary or [], "fast_rerun": fast_rerun}
-    return json.dumps(record, indent=2) + "\n"
+def stamp_content(fingerprint: str, summary: list[str] | None = None) -> str:
+    return json.dumps({"fingerprint": fingerprint, "summary": summary or []}, indent=2) + "\n"
 
 
 def _current_context(environ) -> str:
@@ -157,7 +154,7 @@ def task_result(params: dict, check_mode: bool) -> dict:
     if params["record"]:
         result = SyncResult()
         path = os.path.join(params["project_dir"], STAMP)
-        content = stamp_content(params["fingerprint"], params["summary"], params.get("fast_rerun", False))
+        content = stamp_content(params["fingerprint"], params["summary"])
         write_file(path, content, STAMP_MODE, check_mode, result)
         return {
             "changed": result.any_changed,

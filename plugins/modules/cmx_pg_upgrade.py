@@ -9,12 +9,12 @@ short_description: Move the stack's PostgreSQL data volume to another major, ver
 description:
   - C(inspect) reads the major of the data volume (its C(PG_VERSION)) and changes nothing.
   - C(upgrade) refuses a newer cluster (no downgrade) and a leftover kept copy, then stops the containers
-    using the volumes, copies them to C(<volume>-pg<old major>) (kept, for the rollback), dumps the old cluster
-    from that copy with C(pg_dumpall) (a server of O(old_image), no network) into O(backup_dir), counts and
-    checksums every table, empties the volumes, initialises O(new_image)'s major on them with O(initdb_args),
-    restores the dump and requires every table's row count and checksum to match. A failure before the
-    volumes are emptied removes the copies and starts what it stopped (nothing changed); a later one names
-    the kept copy and the rollback.
+    using the volumes, copies them to C(<volume>-pg<old major>) (kept, for the rollback), dumps the old
+    cluster from that copy with C(pg_dumpall) (a server of O(old_image), no network) into O(backup_dir),
+    counts and checksums every table, empties the volumes, initialises O(new_image)'s major on them with
+    O(initdb_args), restores the dump and requires every table's row count and checksum to match. A
+    failure before the volumes are emptied removes the copies and starts what it stopped (nothing
+    changed); a later one names the kept copy and the rollback.
   - C(rollback) copies the kept copy of the major O(major) back into the volumes.
 version_added: 0.1.0
 author: CleanMateX DevOps

@@ -24,10 +24,6 @@ options:
     type: list
     elements: str
     default: []
-  fast_rerun:
-    description: With O(record=true), whether the inventory allows an early stop (C(bin/cmx up) reads it).
-    type: bool
-    default: false
 notes:
   - Supports check mode.
   - When the host is the controller itself (connection C(local), no become), the action plugin runs the same

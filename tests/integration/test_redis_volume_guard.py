@@ -59,7 +59,8 @@ def test_a_volume_written_by_a_newer_redis_is_refused_and_left_untouched(volume,
                        "&& printf 'REDIS0012\\372\\011redis-ver' > appendonly.aof.1.base.rdb "
                        "&& : > appendonly.aof.1.incr.aof "
                        "&& printf 'file appendonly.aof.1.base.rdb seq 1 type b\\n"
-                       "file appendonly.aof.1.incr.aof seq 1 type i\\n' > appendonly.aof.manifest")  # fmt: skip
+                       "file appendonly.aof.1.incr.aof seq 1 type i\\n' "
+                       "> appendonly.aof.manifest")  # fmt: skip
     before = _sh(volume, image, "sha256sum /data/appendonlydir/*")
     result = redis_volume.task_result(_params(volume, image), check_mode=False)
     assert result["failed"] and result["formats"] == {"appendonlydir/appendonly.aof.1.base.rdb": 12}
@@ -73,7 +74,8 @@ def test_a_volume_written_by_a_newer_redis_is_refused_and_left_untouched(volume,
     name = f"{volume}-load"
     try:
         loaded = _docker(
-            "run", "--name", name, "--network", "none", "--mount", f"type=volume,source={volume},target=/data",
+            "run", "--name", name, "--network", "none",
+            "--mount", f"type=volume,source={volume},target=/data",
             image, "redis-server", "--appendonly", "yes", check=False,
         )  # fmt: skip
     finally:

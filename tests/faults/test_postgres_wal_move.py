@@ -187,9 +187,15 @@ def test_a_kept_wal_volume_without_its_data_volume_is_refused(lab, postgres_imag
 
 
 def test_a_wal_volume_the_postgres_user_cannot_write_is_refused_before_anything_changes(lab, postgres_image):
-    # A plain local volume, as `docker compose up` alone creates it: its root belongs to root.
+    # A volume whose root belongs to root and that is not empty (a mounted disk's lost+found), so Docker does
+    # not give it the image's folder owner (postgres) on first use, as it does for an empty one.
     cluster = Cluster(lab, postgres_image)
     cluster.wal = lab.volume("pg-wal-root")
+    docker(
+        "run", "--rm", "--network", "none", "--user", "0", "--entrypoint", "sh",
+        "--mount", f"type=volume,source={cluster.wal},target=/w", postgres_image,
+        "-c", "mkdir /w/lost+found && chown 0:0 /w && chmod 0755 /w",
+    )  # fmt: skip
     name = cluster.start(with_wal_volume=True)
     wait_until(lambda: not running(name), 60, "the entrypoint refusing")
     text = logs(name)

@@ -23,6 +23,8 @@ import subprocess
 import time
 from datetime import UTC, datetime
 
+from ansible_collections.cleanmatex.infra.plugins.module_utils import pg_volume
+
 ARGUMENT_SPEC = {
     "state": {"type": "str", "default": "upgrade", "choices": ["inspect", "upgrade", "rollback"]},
     "volume": {"type": "str", "required": True},
@@ -105,10 +107,11 @@ def kept_name(volume: str, major: str) -> str:
 
 
 def volume_major(docker: Docker, volume: str, image: str) -> str | None:
-    if not docker.exists(volume):
-        return None
-    found = docker.sh(image, "cat /d/PG_VERSION 2>/dev/null || true", _mount(volume, "/d", readonly=True))
-    return found or None
+    """The volume's PG_VERSION as the upgrade guard reads it (pg_volume), or None without a cluster."""
+    try:
+        return pg_volume.volume_major(docker.binary, volume, image)
+    except pg_volume.VolumeError as error:
+        raise UpgradeError(str(error)) from error
 
 
 def copy_volume(docker: Docker, image: str, source: str, target: str) -> None:

@@ -15,6 +15,7 @@ import os
 import subprocess
 from urllib.parse import quote
 
+from ansible_collections.cleanmatex.infra.plugins.module_utils import early_start
 from ansible_collections.cleanmatex.infra.plugins.module_utils.docker_host import (
     DEFAULT_DOCKER_HOST,
     _UnixHTTPConnection,
@@ -29,10 +30,13 @@ STAMP_MODE = "0600"
 # host is the controller itself).
 ARGUMENT_SPEC = {
     "project_dir": {"type": "path", "required": True},
-    "fingerprint": {"type": "str", "required": True},
+    "fingerprint": {"type": "str", "default": ""},
     "containers": {"type": "list", "elements": "str", "default": []},
     "record": {"type": "bool", "default": False},
     "summary": {"type": "list", "elements": "str", "default": []},
+    "start": {"type": "dict", "default": {}},
+    "early_start": {"type": "bool", "default": False},
+    "timeout": {"type": "int", "default": 300},
 }
 
 
@@ -46,8 +50,15 @@ def read_stamp(project_dir: str) -> dict:
     return stamp if isinstance(stamp, dict) else {}
 
 
-def stamp_content(fingerprint: str, summary: list[str] | None = None) -> str:
-    return json.dumps({"fingerprint": fingerprint, "summary": summary or []}, indent=2) + "\n"
+def stamp_content(
+    fingerprint: str, summary: list[str] | None = None, start: dict | None = None, rendered: str = ""
+) -> str:
+    """The record: the fingerprint and summary; with a start recipe, also the digest of the rendered files
+    it starts (early_start.py)."""
+    stamp = {"fingerprint": fingerprint, "summary": summary or []}
+    if start:
+        stamp.update(start=start, rendered=rendered)
+    return json.dumps(stamp, indent=2) + "\n"
 
 
 def _current_context(environ) -> str:
@@ -148,27 +159,51 @@ def why_not_up_to_date(
     return reasons
 
 
+def _record(params: dict, check_mode: bool) -> dict:
+    result = SyncResult()
+    project_dir = params["project_dir"]
+    rendered = early_start.rendered_digest(project_dir) if params["start"] else ""
+    content = stamp_content(params["fingerprint"], params["summary"], params["start"], rendered)
+    write_file(os.path.join(project_dir, STAMP), content, STAMP_MODE, check_mode, result)
+    return {
+        "changed": result.any_changed,
+        "up_to_date": True,
+        "reasons": [],
+        "summary": params["summary"],
+        "fingerprint": params["fingerprint"],
+    }
+
+
 def task_result(params: dict, check_mode: bool) -> dict:
     """The module's result: with record, write the stamp; otherwise say whether the stack is up to date
-    (and, when it is, the summary the last converge printed)."""
+    (and, when it is, the summary the last converge printed), and with early_start start an unchanged stack
+    that is not running at once."""
     if params["record"]:
-        result = SyncResult()
-        path = os.path.join(params["project_dir"], STAMP)
-        content = stamp_content(params["fingerprint"], params["summary"])
-        write_file(path, content, STAMP_MODE, check_mode, result)
-        return {
-            "changed": result.any_changed,
-            "up_to_date": True,
-            "reasons": [],
-            "summary": params["summary"],
-            "fingerprint": params["fingerprint"],
-        }
-    reasons = why_not_up_to_date(params["project_dir"], params["fingerprint"], params["containers"])
-    summary = read_stamp(params["project_dir"]).get("summary", []) if not reasons else []
-    return {
+        return _record(params, check_mode)
+    project_dir = params["project_dir"]
+    stamp = read_stamp(project_dir)
+    reasons = why_not_up_to_date(project_dir, params["fingerprint"], params["containers"])
+    result = {
         "changed": False,
         "up_to_date": not reasons,
         "reasons": reasons,
-        "summary": summary,
+        "summary": stamp.get("summary", []) if not reasons else [],
         "fingerprint": params["fingerprint"],
+        "early_started": False,
     }
+    if reasons and params["early_start"] and not check_mode:
+        refusal = early_start.why_not(stamp, params["fingerprint"], project_dir)
+        started = (
+            {"msg": f"not started early: {refusal}"}
+            if refusal
+            else early_start.start(project_dir, stamp["start"], params["timeout"])
+        )
+        result.update(
+            early_started=bool(started.get("started")),
+            changed=bool(started.get("started")),
+            early_start=started["msg"],
+        )
+        result["warnings"] = started.get("warnings", [])
+        if started.get("failed"):
+            result.update(failed=True, msg=started["msg"])
+    return result

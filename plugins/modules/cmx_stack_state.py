@@ -10,12 +10,18 @@ description:
   - Compares O(fingerprint) with the one the last full converge recorded in C(<project_dir>/.converged)
     and checks that every container in O(containers) is running and healthy.
   - Read-only. RV(up_to_date) true lets a playbook skip the converge; RV(reasons) says why not otherwise.
-  - With O(record=true) it writes the fingerprint instead (the last step of a full converge).
+  - With O(record=true) it writes the fingerprint instead (the last step of a full converge), with O(start)
+    and a digest of the rendered files.
+  - With O(early_start=true), when the stack is not up to date only because containers are stopped or missing
+    (same fingerprint, rendered files unchanged since the record), it starts the recorded stack at once and
+    waits until it is healthy (images and host ports checked, the volume guards first), before the converge's
+    own checks.
 version_added: 0.1.0
 author: CleanMateX DevOps
 options:
   project_dir: {description: The rendered stack's folder., type: path, required: true}
-  fingerprint: {description: Hash of everything the converge depends on., type: str, required: true}
+  fingerprint:
+    {description: Hash of everything the converge depends on (compare and record)., type: str, default: ""}
   containers:
     {description: Containers that must be running and healthy., type: list, elements: str, default: []}
   record: {description: Write the fingerprint (after a successful full converge)., type: bool, default: false}
@@ -24,6 +30,17 @@ options:
     type: list
     elements: str
     default: []
+  start:
+    description:
+      - With O(record=true), how the stack started (compose profiles and images, the volume guards' arguments,
+        a WAL volume the converge prepares first); recorded for an early start.
+    type: dict
+    default: {}
+  early_start:
+    description: Start an unchanged stack that is not running at once (see above); a failure is a warning.
+    type: bool
+    default: false
+  timeout: {description: Seconds the early start waits for healthy services., type: int, default: 300}
 notes:
   - Supports check mode.
   - When the host is the controller itself (connection C(local), no become), the action plugin runs the same
@@ -51,6 +68,14 @@ summary:
   returned: always
   type: list
   elements: str
+early_started:
+  description: The recorded stack was started in the background (O(early_start=true)).
+  returned: always
+  type: bool
+early_start:
+  description: What the early start did, or why it did not start the stack.
+  returned: when the stack was not up to date and O(early_start=true)
+  type: str
 """
 
 from ansible_collections.cleanmatex.infra.plugins.module_utils.stack_state import ARGUMENT_SPEC, task_result

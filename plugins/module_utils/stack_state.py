@@ -30,7 +30,7 @@ STAMP_MODE = "0600"
 # host is the controller itself).
 ARGUMENT_SPEC = {
     "project_dir": {"type": "path", "required": True},
-    "fingerprint": {"type": "str", "default": ""},
+    "fingerprint": {"type": "str", "required": True},
     "containers": {"type": "list", "elements": "str", "default": []},
     "record": {"type": "bool", "default": False},
     "summary": {"type": "list", "elements": "str", "default": []},
@@ -162,8 +162,9 @@ def why_not_up_to_date(
 def _record(params: dict, check_mode: bool) -> dict:
     result = SyncResult()
     project_dir = params["project_dir"]
-    rendered = early_start.rendered_digest(project_dir) if params["start"] else ""
-    content = stamp_content(params["fingerprint"], params["summary"], params["start"], rendered)
+    start = params.get("start") or {}
+    rendered = early_start.rendered_digest(project_dir) if start else ""
+    content = stamp_content(params["fingerprint"], params["summary"], start, rendered)
     write_file(os.path.join(project_dir, STAMP), content, STAMP_MODE, check_mode, result)
     return {
         "changed": result.any_changed,
@@ -191,12 +192,12 @@ def task_result(params: dict, check_mode: bool) -> dict:
         "fingerprint": params["fingerprint"],
         "early_started": False,
     }
-    if reasons and params["early_start"] and not check_mode:
+    if reasons and params.get("early_start") and not check_mode:
         refusal = early_start.why_not(stamp, params["fingerprint"], project_dir)
         started = (
             {"msg": f"not started early: {refusal}"}
             if refusal
-            else early_start.start(project_dir, stamp["start"], params["timeout"])
+            else early_start.start(project_dir, stamp["start"], params.get("timeout", 300))
         )
         result.update(
             early_started=bool(started.get("started")),

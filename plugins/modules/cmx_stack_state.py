@@ -20,8 +20,7 @@ version_added: 0.1.0
 author: CleanMateX DevOps
 options:
   project_dir: {description: The rendered stack's folder., type: path, required: true}
-  fingerprint:
-    {description: Hash of everything the converge depends on (compare and record)., type: str, default: ""}
+  fingerprint: {description: Hash of everything the converge depends on., type: str, required: true}
   containers:
     {description: Containers that must be running and healthy., type: list, elements: str, default: []}
   record: {description: Write the fingerprint (after a successful full converge)., type: bool, default: false}

@@ -1,7 +1,7 @@
 # Copyright: CleanMateX DevOps
 # Apache License 2.0 (see galaxy.yml)
 """Early start: a stack whose inputs and rendered files are exactly those of the last full converge starts
-at once, before the converge's checks (a restart after `bin/cmx down`, a reboot, `down -v`).
+at once, before the converge's checks (after `bin/cmx down`, with or without its volumes).
 
 The last full converge recorded, beside its fingerprint (stack_state.py), a digest of the files it rendered
 and how it started the stack (the recipe: compose profiles and images, host ports, the volume guards'

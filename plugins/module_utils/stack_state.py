@@ -30,9 +30,10 @@ STAMP_MODE = "0600"
 # host is the controller itself).
 ARGUMENT_SPEC = {
     "project_dir": {"type": "path", "required": True},
-    "fingerprint": {"type": "str", "required": True},
+    "fingerprint": {"type": "str", "default": ""},
     "containers": {"type": "list", "elements": "str", "default": []},
     "record": {"type": "bool", "default": False},
+    "forget": {"type": "bool", "default": False},
     "summary": {"type": "list", "elements": "str", "default": []},
     "start": {"type": "dict", "default": {}},
     "early_start": {"type": "bool", "default": False},
@@ -175,10 +176,23 @@ def _record(params: dict, check_mode: bool) -> dict:
     }
 
 
+def _forget(project_dir: str, check_mode: bool) -> dict:
+    """Remove the record: the next converge runs every step (restore and reset change the database)."""
+    path = os.path.join(project_dir, STAMP)
+    exists = os.path.lexists(path)
+    if exists and not check_mode:
+        os.unlink(path)
+    return {"changed": exists, "up_to_date": False, "reasons": ["the record was removed"], "summary": []}
+
+
 def task_result(params: dict, check_mode: bool) -> dict:
-    """The module's result: with record, write the stamp; otherwise say whether the stack is up to date
-    (and, when it is, the summary the last converge printed), and with early_start start an unchanged stack
-    that is not running at once."""
+    """The module's result: with forget, remove the stamp; with record, write it; otherwise say whether the
+    stack is up to date (and, when it is, the summary the last converge printed), and with early_start start
+    an unchanged stack that is not running at once."""
+    if params.get("forget"):
+        return _forget(params["project_dir"], check_mode)
+    if not params["fingerprint"]:
+        return {"failed": True, "msg": "missing required arguments: fingerprint (to compare or record)"}
     if params["record"]:
         return _record(params, check_mode)
     project_dir = params["project_dir"]

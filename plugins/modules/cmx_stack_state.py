@@ -20,10 +20,17 @@ version_added: 0.1.0
 author: CleanMateX DevOps
 options:
   project_dir: {description: The rendered stack's folder., type: path, required: true}
-  fingerprint: {description: Hash of everything the converge depends on., type: str, required: true}
+  fingerprint:
+    description: Hash of everything the converge depends on; required unless O(forget=true).
+    type: str
+    default: ""
   containers:
     {description: Containers that must be running and healthy., type: list, elements: str, default: []}
   record: {description: Write the fingerprint (after a successful full converge)., type: bool, default: false}
+  forget:
+    description: Remove the record, so the next converge runs every step (after a restore or a reset).
+    type: bool
+    default: false
   summary:
     description: With O(record=true), the summary the converge printed (an up-to-date check returns it).
     type: list

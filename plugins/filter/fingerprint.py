@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 
 from ansible_collections.cleanmatex.infra.plugins.filter.images import images_tree_hash
+from ansible_collections.cleanmatex.infra.plugins.module_utils.stack_state import CODE_TREES
 
 
 def tree_hash(roots):
@@ -14,6 +15,11 @@ def tree_hash(roots):
     return hashlib.sha256("\0".join(images_tree_hash(root) for root in roots).encode()).hexdigest()
 
 
+def code_hash(collection_root):
+    """tree_hash of the collection's code a converge reads (stack_state.CODE_TREES under the root)."""
+    return tree_hash([f"{collection_root}/{tree}" for tree in CODE_TREES])
+
+
 class FilterModule:
     def filters(self):
-        return {"tree_hash": tree_hash}
+        return {"tree_hash": tree_hash, "code_hash": code_hash}

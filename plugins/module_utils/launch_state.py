@@ -21,10 +21,14 @@ import re
 
 from ansible_collections.cleanmatex.infra.plugins.filter.images import images_tree_hash
 from ansible_collections.cleanmatex.infra.plugins.module_utils.files import SyncResult, write_file
-from ansible_collections.cleanmatex.infra.plugins.module_utils.stack_state import STAMP, container_states
+from ansible_collections.cleanmatex.infra.plugins.module_utils.stack_state import (
+    CODE_TREES,
+    STAMP,
+    container_states,
+)
 
 RECORD = ".launched"
-TREES = ("inventories", "roles", "plugins", "playbooks", "supabase")
+TREES = ("inventories", *CODE_TREES)
 FILES = ("dev.yml", "ansible.cfg", "galaxy.yml")
 ENV_PREFIXES = ("ANSIBLE_", "CMX_", "DOCKER_")
 ENV_NAMES = ("HOME", "USER", "XDG_CACHE_HOME")

@@ -23,6 +23,9 @@ from ansible_collections.cleanmatex.infra.plugins.module_utils.docker_host impor
 from ansible_collections.cleanmatex.infra.plugins.module_utils.files import SyncResult, write_file
 
 STAMP = ".converged"
+# The collection's code a converge reads (its fingerprint hashes these folders; bin/cmx up's instant no-op,
+# launch_state.py, reads them too, with the inventories).
+CODE_TREES = ("roles", "plugins", "playbooks", "supabase")
 # 0600: the fingerprint hashes the inventory's values, secrets included; only the converging user reads it.
 STAMP_MODE = "0600"
 

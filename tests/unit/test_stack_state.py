@@ -124,3 +124,19 @@ def test_an_unreadable_record_is_no_record(tmp_path):
     assert why_not_up_to_date(str(tmp_path), "abc", [], {}) == [
         f"no record of a completed converge in {tmp_path}"
     ]
+
+
+def test_the_code_a_converge_reads_is_defined_once(tmp_path):
+    from ansible_collections.cleanmatex.infra.plugins.filter.fingerprint import code_hash
+    from ansible_collections.cleanmatex.infra.plugins.module_utils import launch_state
+
+    assert set(stack_state.CODE_TREES) <= set(launch_state.TREES)
+    for tree in (*stack_state.CODE_TREES, "docs"):
+        (tmp_path / tree).mkdir()
+        (tmp_path / tree / "f").write_text("1")
+    first = code_hash(str(tmp_path))
+    assert first == tree_hash([str(tmp_path / tree) for tree in stack_state.CODE_TREES])
+    (tmp_path / "docs" / "f").write_text("2")  # not read by a converge
+    assert code_hash(str(tmp_path)) == first
+    (tmp_path / "plugins" / "f").write_text("2")
+    assert code_hash(str(tmp_path)) != first

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -60,3 +61,18 @@ def project_containers(project: str) -> list[str]:
         check=True,
     ).stdout
     return out.split()
+
+
+@pytest.fixture(scope="session")
+def built_postgres_image() -> str:
+    """The newest PostgreSQL image the images role built (a converge ran before the integration tests)."""
+    done = subprocess.run(
+        ["docker", "images", "cmx/postgres", "--format", "{{json .}}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    refs = [json.loads(line) for line in done.stdout.splitlines()]
+    if not refs:
+        pytest.skip("no cmx/postgres image: converge first (bin/cmx up)")
+    return f"{refs[0]['Repository']}:{refs[0]['Tag']}"

@@ -5,7 +5,6 @@ guard's message)."""
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import uuid
@@ -28,13 +27,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def image() -> str:
-    """The newest PostgreSQL image the images role built (a converge ran before the integration tests)."""
-    done = _docker("images", "cmx/postgres", "--format", "{{json .}}")
-    refs = [json.loads(line) for line in done.stdout.splitlines()]
-    if not refs:
-        pytest.skip("no cmx/postgres image: converge first (bin/cmx up)")
-    return f"{refs[0]['Repository']}:{refs[0]['Tag']}"
+def image(built_postgres_image) -> str:
+    return built_postgres_image
 
 
 @pytest.fixture

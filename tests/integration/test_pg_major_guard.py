@@ -3,7 +3,6 @@ before anything starts, with both majors in the message, and the volume is left 
 
 from __future__ import annotations
 
-import json
 import subprocess
 import uuid
 
@@ -20,13 +19,8 @@ def _docker(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def image() -> str:
-    """The newest PostgreSQL image the images role built (a converge ran before the integration tests)."""
-    done = _docker("images", "cmx/postgres", "--format", "{{json .}}")
-    refs = [json.loads(line) for line in done.stdout.splitlines()]
-    if not refs:
-        pytest.skip("no cmx/postgres image: converge first (bin/cmx up)")
-    return f"{refs[0]['Repository']}:{refs[0]['Tag']}"
+def image(built_postgres_image) -> str:
+    return built_postgres_image
 
 
 @pytest.fixture
